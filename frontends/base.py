@@ -1,0 +1,86 @@
+"""The frontend interface and its registry.
+
+A frontend consumes :class:`~slam.types.Frame` objects one at a time and produces a
+:class:`~slam.types.FrontendOutput` for each. It keeps whatever state it needs (a recurrent state, a
+reference keyframe) and may reset it; every reset starts a new *segment* with its own world frame.
+
+To add a frontend: write one module with a config dataclass and a :class:`Frontend` subclass decorated
+with :func:`register_frontend`, and one YAML file in ``configs/frontends/``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from slam.registry import Registry
+from slam.types import Frame, FrontendOutput, PairEstimate
+
+
+class Frontend(ABC):
+    """Streaming frame -> (pose, pointmap, confidence, K) estimator."""
+
+    #: registered name, set by :func:`register_frontend`
+    name: str = ""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget all state; the next :meth:`step` starts a new segment."""
+
+    @abstractmethod
+    def step(self, frame: Frame) -> FrontendOutput:
+        """Process the next frame of the stream."""
+
+    @abstractmethod
+    def pair(self, a: Frame, b: Frame) -> PairEstimate:
+        """Estimate the pose of ``b`` relative to ``a`` from scratch, without touching the stream state."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (models, threads). Default: nothing to do."""
+
+
+@dataclass(frozen=True)
+class FrontendSpec:
+    """Registry entry: the frontend's factory and its typed config section."""
+
+    factory: Callable[[Any], Frontend]
+    config_cls: type
+    section: str  # name of the config sub-section under ``frontend:`` (shared by cut3r/ttt3r/ttsa3r)
+
+
+FRONTENDS: Registry[FrontendSpec] = Registry("frontend")
+
+
+def register_frontend(name: str, config_cls: type, section: str | None = None):
+    """Class decorator registering a frontend under ``name`` with its config dataclass.
+
+    The frontend is constructed as ``cls(config)`` where ``config`` is an instance of ``config_cls``
+    filled from ``frontend.<section>`` of the run configuration.
+    """
+
+    def decorator(cls):
+        cls.name = name
+        FRONTENDS.register(name)(FrontendSpec(factory=cls, config_cls=config_cls, section=section or name))
+        return cls
+
+    return decorator
+
+
+def frontend_config_class(section: str) -> type | None:
+    """The config dataclass used by the frontends whose section is ``section`` (None if none)."""
+    for name in FRONTENDS.names():
+        spec = FRONTENDS.get(name)
+        if spec.section == section:
+            return spec.config_cls
+    return None
+
+
+def create(name: str, config: Any | None = None) -> Frontend:
+    """Instantiate the frontend registered as ``name``; ``config`` defaults to the section's defaults."""
+    spec = FRONTENDS.get(name)
+    if config is None:
+        config = spec.config_cls()
+    frontend = spec.factory(config)
+    frontend.name = name
+    return frontend
