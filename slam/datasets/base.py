@@ -1,0 +1,106 @@
+"""Dataset interface, options and registry.
+
+A dataset yields :class:`~slam.types.Frame` objects lazily (one image read per frame, never the whole
+sequence in memory). Stride / first / last / max_frames are applied by the dataset so that ``len()``
+and the frame indices agree with what is streamed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from slam.registry import Registry
+from slam.types import Frame
+
+
+@dataclass
+class DatasetConfig:
+    """Options of the ``dataset:`` config section.
+
+    Attributes:
+        kind: registered dataset name ('tum', 'kitti', 'folder', 'video') or 'auto' (detect from path).
+        path: sequence folder or video file.
+        stride: keep every ``stride``-th frame.
+        first: index (before striding) of the first frame to use.
+        last: index (before striding) of the last frame to use, inclusive; None = to the end.
+        max_frames: stop after this many frames; None = no limit.
+        intrinsics: ``[fx, fy, cx, cy]`` in pixels of the original images; overrides files/presets.
+        depth_scale: raw depth units per metre (TUM: 5000); None = the dataset's default.
+        max_time_diff: maximum time-stamp difference in seconds for rgb/depth/ground-truth association.
+        camera: KITTI camera folder ('image_2' colour left, 'image_0' grey left); None = first present.
+        sequence: KITTI sequence id ('00'...) when ``path`` is the dataset root; None = infer from path.
+    """
+
+    kind: str = "auto"
+    path: str = ""
+    stride: int = 1
+    first: int = 0
+    last: int | None = None
+    max_frames: int | None = None
+    intrinsics: list[float] | None = None
+    depth_scale: float | None = None
+    max_time_diff: float = 0.02
+    camera: str | None = None
+    sequence: str | None = None
+
+
+class Dataset(ABC):
+    """A sequence of frames. Iterating opens the images lazily."""
+
+    #: registered name
+    name: str = ""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of frames that iteration yields (after stride/first/last/max_frames)."""
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Frame]:
+        """Yield frames in order; ``Frame.index`` runs 0..len-1."""
+
+    @property
+    def has_depth(self) -> bool:
+        return False
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return False
+
+    def ground_truth(self):
+        """Ground-truth :class:`~slam.trajectory.Trajectory` of the streamed frames, or None."""
+        return None
+
+    @property
+    def is_kitti(self) -> bool:
+        """True when trajectories should also be written in KITTI format."""
+        return False
+
+
+DATASETS: Registry[Callable[[DatasetConfig], Dataset]] = Registry("dataset")
+
+
+def register_dataset(name: str):
+    """Class decorator: register a :class:`Dataset` subclass constructed as ``cls(config)``."""
+
+    def decorator(cls):
+        cls.name = name
+        DATASETS.register(name)(cls)
+        return cls
+
+    return decorator
+
+
+def frame_selection(n_total: int, cfg: DatasetConfig) -> list[int]:
+    """Indices (into the full sequence of ``n_total`` frames) selected by first/last/stride/max_frames."""
+    last = n_total - 1 if cfg.last is None else min(cfg.last, n_total - 1)
+    selected = list(range(max(cfg.first, 0), last + 1, max(cfg.stride, 1)))
+    if cfg.max_frames is not None:
+        selected = selected[: cfg.max_frames]
+    return selected
+
+
+def resolve_path(path: str | Path) -> Path:
+    return Path(path).expanduser()

@@ -1,0 +1,44 @@
+"""Shared test fixtures: the location of ``../shared`` and skip markers for tests that need it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TTSA_SHARED", REPO.parent / "shared")).resolve()
+FIXTURES = SHARED / "fixtures" / "cut3r"
+ICL = SHARED / "data" / "icl_livingroom1_micro"
+
+needs_shared = pytest.mark.skipif(
+    not SHARED.is_dir(), reason=f"shared data folder not found at {SHARED} (set TTSA_SHARED)"
+)
+needs_fixtures = pytest.mark.skipif(
+    not FIXTURES.is_dir(), reason=f"CUT3R golden fixtures not found at {FIXTURES} (set TTSA_SHARED)"
+)
+needs_icl = pytest.mark.skipif(
+    not ICL.is_dir(), reason=f"ICL sequence not found at {ICL} (set TTSA_SHARED)"
+)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"CUT3R golden fixtures not found at {FIXTURES}")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def icl_dir() -> Path:
+    if not ICL.is_dir():
+        pytest.skip(f"ICL sequence not found at {ICL}")
+    return ICL
