@@ -1,0 +1,146 @@
+"""The ``slam`` command: ``run``, ``demo``, ``eval`` and ``frontends``.
+
+Problems with the user's input (files, data, config, checkpoints) end with a one-line ``error: ...`` on
+stderr and exit code 2; ``--debug`` shows the full traceback instead. Ctrl-C writes what was computed and
+exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from slam.errors import SlamError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show full tracebacks and debug logging")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slam",
+        description="TTSA-SLAM: dense SLAM with CUT3R / TTT3R / TTSA3R and RGB-D frontends.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p_run = sub.add_parser("run", help="run SLAM on a sequence (TUM, KITTI, image folder, video)")
+    p_run.add_argument("--config", type=Path, help="YAML file layered over the defaults")
+    p_run.add_argument("--data", type=Path, help="sequence folder or video file (sets dataset.path)")
+    p_run.add_argument("--out", type=Path, help="output folder (sets output.dir)")
+    p_run.add_argument("--sync", action="store_true", help="run the backend inline (deterministic)")
+    p_run.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="config overrides, e.g. frontend.name=rgbd dataset.stride=2 viz=save")
+    _add_common(p_run)
+
+    p_demo = sub.add_parser("demo", help="render a synthetic RGB-D loop and run full SLAM on it (no download)")
+    p_demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
+    p_demo.add_argument("--frames", type=int, default=150, help="number of rendered frames")
+    p_demo.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    _add_common(p_demo)
+
+    p_eval = sub.add_parser("eval", help="evaluate a trajectory against ground truth (ATE, RPE via evo)")
+    p_eval.add_argument("estimate", type=Path, help="estimated trajectory (TUM or KITTI format)")
+    p_eval.add_argument("groundtruth", type=Path, help="ground-truth trajectory (TUM or KITTI format)")
+    p_eval.add_argument("--out", type=Path, default=None, help="folder for metrics.json and the plot "
+                        "(default: the estimate's folder)")
+    p_eval.add_argument("--format", choices=["auto", "tum", "kitti"], default="auto")
+    _add_common(p_eval)
+
+    p_list = sub.add_parser("frontends", help="list registered frontends and datasets")
+    _add_common(p_list)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from slam.config import load_run_config
+    from slam.pipeline import run
+
+    overrides = list(args.overrides)
+    if args.sync:
+        overrides.append("backend.sync=true")
+    cfg = load_run_config(args.config, data=args.data, out=args.out, overrides=overrides)
+    if not cfg.dataset.path:
+        raise SlamError("no data given: use --data PATH (or dataset.path=PATH)", "command line")
+    result = run(cfg, progress=not args.quiet)
+    _print_summary(result)
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from slam.config import load_run_config
+    from slam.pipeline import run
+    from slam.synthetic import render_demo_sequence
+
+    data_dir = args.out / "data"
+    print(f"rendering a synthetic RGB-D loop ({args.frames} frames) into {data_dir} ...")
+    render_demo_sequence(data_dir, n_frames=args.frames)
+    cfg = load_run_config(None, data=data_dir, out=args.out,
+                          overrides=["frontend.name=rgbd", *args.overrides])
+    result = run(cfg, progress=not args.quiet)
+    _print_summary(result)
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from slam.evaluation import run_eval
+
+    out = args.out if args.out is not None else args.estimate.parent
+    run_eval(args.estimate, args.groundtruth, out, fmt=args.format)
+    return 0
+
+
+def cmd_frontends(args: argparse.Namespace) -> int:
+    import frontends
+    from slam.datasets import DATASETS
+
+    print("frontends:", ", ".join(frontends.FRONTENDS.names()))
+    print("datasets: ", ", ".join(DATASETS.names()))
+    return 0
+
+
+def _print_summary(result) -> None:
+    m = result.metrics
+    lines = [f"{'interrupted after' if result.interrupted else 'processed'} {result.n_frames} frames "
+             f"({m.get('frames_per_second') or 0:.2f} frames/s) -> {result.out_dir}"]
+    if "ate_rmse_se3" in m:
+        lines.append(f"ATE RMSE: {100 * m['ate_rmse_se3']:.2f} cm (SE(3) aligned), "
+                     f"{100 * m['ate_rmse_sim3']:.2f} cm (Sim(3) aligned)")
+    print("\n".join(lines))
+
+
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "frontends": cmd_frontends}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except SlamError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # e.g. an output folder that cannot be written
+        if args.debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
