@@ -1,0 +1,98 @@
+"""Config layering (defaults <- dataset <- frontend <- --config <- key=value) and validation errors."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from slam.config import CONFIG_DIR, load_run_config, write_run_yaml
+from slam.errors import ConfigError
+from tests.make_data import write_tum_sequence
+
+
+@pytest.fixture()
+def tum_dir(tmp_path):
+    return write_tum_sequence(tmp_path / "seq")
+
+
+def test_layers_apply_in_order(tmp_path, tum_dir):
+    user = tmp_path / "user.yaml"
+    user.write_text("dataset:\n  stride: 3\n  max_frames: 7\n")
+    cfg = load_run_config(user, data=tum_dir, out=tmp_path / "out", overrides=["dataset.stride=5"])
+    assert cfg.dataset.kind == "tum"  # detected from rgb.txt
+    assert cfg.dataset.depth_scale == 5000.0  # from configs/datasets/tum.yaml
+    assert cfg.dataset.stride == 5  # command line beats the user file
+    assert cfg.dataset.max_frames == 7  # user file beats the defaults
+    assert cfg.dataset.first == 0  # default
+    assert cfg.output.dir == str(tmp_path / "out")
+    assert cfg.frontend.name == "rgbd"
+
+
+def test_frontend_layer_follows_the_chosen_name(tmp_path, tum_dir):
+    configs = tmp_path / "configs"
+    (configs / "frontends").mkdir(parents=True)
+    (configs / "datasets").mkdir()
+    (configs / "default.yaml").write_text((CONFIG_DIR / "default.yaml").read_text())
+    (configs / "frontends" / "rgbd.yaml").write_text("frontend:\n  name: rgbd\ndataset:\n  stride: 4\n")
+    cfg = load_run_config(None, data=tum_dir, overrides=["frontend.name=rgbd"], config_dir=configs)
+    assert cfg.dataset.stride == 4
+    cfg = load_run_config(None, data=tum_dir, overrides=["frontend=rgbd", "dataset.stride=2"], config_dir=configs)
+    assert cfg.dataset.stride == 2
+
+
+def test_unknown_key_in_file_names_key_and_file(tmp_path, tum_dir):
+    user = tmp_path / "bad.yaml"
+    user.write_text("dataset:\n  strid: 2\n")
+    with pytest.raises(ConfigError) as err:
+        load_run_config(user, data=tum_dir)
+    assert "dataset.strid" in str(err.value) and str(user) in str(err.value)
+
+
+def test_unknown_key_on_command_line(tum_dir):
+    with pytest.raises(ConfigError) as err:
+        load_run_config(None, data=tum_dir, overrides=["output.folder=x"])
+    assert "output.folder" in str(err.value) and "command line" in str(err.value)
+
+
+def test_unknown_section(tum_dir):
+    with pytest.raises(ConfigError, match="unknown config key 'bogus'"):
+        load_run_config(None, data=tum_dir, overrides=["bogus.x=1"])
+
+
+def test_wrong_type_names_key(tum_dir):
+    with pytest.raises(ConfigError, match="dataset.stride.*integer"):
+        load_run_config(None, data=tum_dir, overrides=["dataset.stride=fast"])
+
+
+def test_bad_yaml_names_file_and_line(tmp_path, tum_dir):
+    user = tmp_path / "broken.yaml"
+    user.write_text("dataset:\n  stride: [1, 2\n")
+    with pytest.raises(ConfigError) as err:
+        load_run_config(user, data=tum_dir)
+    assert str(user) in str(err.value) and "line" in str(err.value)
+
+
+def test_unknown_frontend(tum_dir):
+    with pytest.raises(ConfigError, match="unknown frontend 'nope'"):
+        load_run_config(None, data=tum_dir, overrides=["frontend.name=nope"])
+
+
+def test_bad_override_syntax(tum_dir):
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_run_config(None, data=tum_dir, overrides=["dataset.stride"])
+
+
+def test_viz_shorthand(tum_dir):
+    cfg = load_run_config(None, data=tum_dir, overrides=["viz=save"])
+    assert cfg.viz.mode == "save"
+
+
+def test_run_yaml_round_trip(tmp_path, tum_dir):
+    cfg = load_run_config(None, data=tum_dir, overrides=["dataset.stride=2", "dataset.intrinsics=[1, 2, 3, 4]"])
+    path = tmp_path / "run.yaml"
+    write_run_yaml(cfg, path)
+    text = path.read_text()
+    assert yaml.safe_load(text)["dataset"]["stride"] == 2
+    again = load_run_config(path)
+    assert again.to_dict() == cfg.to_dict()
+    assert again.dataset.intrinsics == [1.0, 2.0, 3.0, 4.0]
