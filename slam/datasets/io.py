@@ -1,0 +1,80 @@
+"""Reading images, depth maps and small calibration files for the datasets.
+
+Every failure is a :class:`~slam.errors.DatasetError` naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from slam.errors import DatasetError
+from slam.geometry import intrinsics_matrix
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read a colour or grey image as HxWx3 uint8 RGB (grey is replicated to three channels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError("image file not found", path)
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DatasetError("cannot decode image (corrupt or unsupported format)", path)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_depth_png(path: str | Path, scale: float) -> np.ndarray:
+    """Read a 16-bit depth PNG as HxW float32 metres (``raw / scale``; 0 stays 0 = invalid)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError("depth file not found", path)
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise DatasetError("cannot decode depth image (corrupt or unsupported format)", path)
+    if raw.ndim != 2 or raw.dtype != np.uint16:
+        raise DatasetError(f"depth must be a single-channel 16-bit image, got {raw.dtype} {raw.shape}", path)
+    return raw.astype(np.float32) / np.float32(scale)
+
+
+def intrinsics_from_list(values, source: str | Path) -> np.ndarray:
+    """3x3 K from ``[fx, fy, cx, cy]``; ``source`` names the config key or file for errors."""
+    try:
+        fx, fy, cx, cy = (float(v) for v in values)
+    except (TypeError, ValueError):
+        raise DatasetError(f"intrinsics must be four numbers [fx, fy, cx, cy], got {values!r}", source) from None
+    if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
+        raise DatasetError(f"invalid intrinsics fx={fx} fy={fy} cx={cx} cy={cy}", source)
+    return intrinsics_matrix(fx, fy, cx, cy)
+
+
+def read_calibration_txt(path: str | Path) -> np.ndarray:
+    """K from a ``calibration.txt`` holding ``fx fy cx cy`` on its first data line (ETH3D convention)."""
+    path = Path(path)
+    try:
+        lines = [ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"cannot read calibration file ({err})", path) from None
+    data = [ln for ln in lines if ln]
+    if not data:
+        raise DatasetError("calibration file is empty (expected 'fx fy cx cy')", path)
+    fields = data[0].replace(",", " ").split()
+    if len(fields) != 4:
+        raise DatasetError(f"expected 4 values 'fx fy cx cy', found {len(fields)}", path)
+    return intrinsics_from_list(fields, path)
+
+
+def natural_sort_key(name: str) -> list:
+    """Sort key that orders embedded numbers numerically (frame2 < frame10)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files (by extension, case-insensitive) directly in ``folder``, in natural order."""
+    files = [p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(files, key=lambda p: natural_sort_key(p.name))
