@@ -1,0 +1,24 @@
+"""The CUT3R-family frontend (CUT3R, TTT3R, TTSA3R): network, checkpoint loading, preprocessing.
+
+``from frontends.cut3r import load_model`` reads an official ``.pth`` or a converted ``.safetensors`` and
+returns the loaded :class:`~frontends.cut3r.model.net.Cut3rNet`. Submodules are imported lazily so that
+importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["load_model", "read_checkpoint", "parse_model_string"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("load_model", "read_checkpoint"):
+        from frontends.cut3r import checkpoint
+
+        return getattr(checkpoint, name)
+    if name == "parse_model_string":
+        from frontends.cut3r.model_string import parse_model_string
+
+        return parse_model_string
+    raise AttributeError(f"module 'frontends.cut3r' has no attribute {name!r}")
