@@ -1,0 +1,266 @@
+"""Typed configuration of the SLAM backend (the ``backend:`` section of the run configuration).
+
+The YAML section maps one-to-one onto :class:`BackendConfig` (nested sections are nested dataclasses). Every
+section has a ``validate()`` that raises ``ValueError``; the config loader turns that into a
+:class:`~slam.errors.ConfigError` naming the key. ``BackendConfig.from_dict`` does the same for callers that
+build the backend without the run configuration (tools, tests).
+
+Presets (``backend.preset``, shorthand ``backend=<preset>`` on the command line):
+    ``odometry``: plain odometry: frontend poses chained through keyframes, no loop closure, no alignment.
+    ``loops``: pose graph + loop closure.
+    ``full`` (default): pose graph + loop closure + global alignment at the end of the run.
+``loop_closure.enabled`` / ``global_alignment.enabled`` override the preset when set (not None).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from slam.errors import ConfigError
+
+PRESETS = ("odometry", "loops", "full")
+
+
+@dataclass
+class KeyframeConfig:
+    """Keyframe selection and storage.
+
+    A frame becomes a keyframe when any threshold is passed relative to the current keyframe.
+
+    Attributes:
+        translation: camera translation relative to the keyframe's median scene depth (scale-free).
+        rotation_deg: rotation angle in degrees.
+        min_overlap: minimum fraction of the keyframe's confident points still visible in the frame.
+        max_interval: make a keyframe at least every this many frames (0 = no limit).
+        stride: pixel stride used to downsample the stored pointmap (memory ~ 16 bytes per stored point).
+        min_confidence: points with confidence at or below this are ignored (overlap, alignment).
+        keep_frame: keep the input Frame of each keyframe (needed by ``frontend.pair`` for loop closure and
+            segment links; costs the full image + depth per keyframe, ~2.1 MB at 640x480 RGB-D).
+    """
+
+    translation: float = 0.1
+    rotation_deg: float = 10.0
+    min_overlap: float = 0.7
+    max_interval: int = 0
+    stride: int = 8
+    min_confidence: float = 0.0
+    keep_frame: bool = True
+
+    def validate(self) -> None:
+        if self.translation <= 0 or self.rotation_deg <= 0:
+            raise ValueError("translation and rotation_deg must be > 0")
+        if not 0.0 <= self.min_overlap <= 1.0:
+            raise ValueError(f"min_overlap must be in [0, 1], got {self.min_overlap}")
+        if self.max_interval < 0 or self.stride < 1:
+            raise ValueError("max_interval must be >= 0 and stride >= 1")
+
+
+@dataclass
+class GraphConfig:
+    """Pose graph (GTSAM, iSAM2).
+
+    Attributes:
+        type: ``sim3`` (Similarity3 nodes), ``se3`` (Pose3 nodes) or ``auto`` (se3 for metric frontends).
+        odometry_sigma_rot_deg: odometry rotation noise per edge, degrees.
+        odometry_sigma_trans: odometry translation noise per edge, relative to the keyframe's median depth.
+        odometry_sigma_scale: odometry log-scale noise per edge (Sim(3) only).
+        loop_sigma_rot_deg, loop_sigma_trans, loop_sigma_scale: the same for loop and segment-link edges
+            (divided by the pair estimate's confidence).
+        robust: robust kernel of loop edges: ``cauchy``, ``huber`` or ``none``.
+        robust_k: kernel width in whitened units (sigmas).
+        final_gnc: run a graduated non-convexity (GNC, truncated least squares) batch optimisation at
+            ``finalize`` with odometry edges as known inliers; it drops loops that disagree with the rest.
+        relinearize_threshold: iSAM2 relinearisation threshold.
+    """
+
+    type: str = "auto"
+    odometry_sigma_rot_deg: float = 0.5
+    odometry_sigma_trans: float = 0.01
+    odometry_sigma_scale: float = 0.01
+    loop_sigma_rot_deg: float = 1.0
+    loop_sigma_trans: float = 0.02
+    loop_sigma_scale: float = 0.02
+    robust: str = "cauchy"
+    robust_k: float = 1.0
+    final_gnc: bool = True
+    relinearize_threshold: float = 0.01
+
+    def validate(self) -> None:
+        if self.type not in ("sim3", "se3", "auto"):
+            raise ValueError(f"type must be sim3, se3 or auto, got {self.type!r}")
+        if self.robust not in ("cauchy", "huber", "none"):
+            raise ValueError(f"robust must be cauchy, huber or none, got {self.robust!r}")
+        sigmas = [self.odometry_sigma_rot_deg, self.odometry_sigma_trans, self.odometry_sigma_scale,
+                  self.loop_sigma_rot_deg, self.loop_sigma_trans, self.loop_sigma_scale, self.robust_k]
+        if min(sigmas) <= 0:
+            raise ValueError("noise sigmas and robust_k must be > 0")
+
+
+@dataclass
+class LoopClosureConfig:
+    """Loop closure: retrieval, verification and loop edges.
+
+    Attributes:
+        enabled: None = follow the preset.
+        top_k: candidates verified per new keyframe.
+        min_score: minimum descriptor cosine similarity of a candidate.
+        recent_window: the newest keyframes excluded from retrieval (they are neighbours, not loops).
+        min_pair_confidence: reject a candidate whose pair estimate is less confident.
+        inlier_distance: point inlier distance for the geometric check, relative to the median depth.
+        min_inlier_ratio: minimum fraction of confident points that align within ``inlier_distance``.
+        max_correction: reject when ICP refinement moves the pair estimate by more than this (relative to
+            depth, or in radians); a sign the pair estimate was wrong.
+        refine: refine the pair estimate by robust ICP on the keyframe pointmaps and use the refined one.
+        max_loops_per_keyframe: accepted loops per new keyframe at most.
+    """
+
+    enabled: bool | None = None
+    top_k: int = 3
+    min_score: float = 0.75
+    recent_window: int = 10
+    min_pair_confidence: float = 0.3
+    inlier_distance: float = 0.02
+    min_inlier_ratio: float = 0.5
+    max_correction: float = 0.2
+    refine: bool = True
+    max_loops_per_keyframe: int = 1
+
+    def validate(self) -> None:
+        if self.top_k < 1 or self.recent_window < 0 or self.max_loops_per_keyframe < 1:
+            raise ValueError("top_k and max_loops_per_keyframe must be >= 1 and recent_window >= 0")
+        if not -1.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score must be in [-1, 1], got {self.min_score}")
+        if not 0.0 <= self.min_inlier_ratio <= 1.0 or self.inlier_distance <= 0:
+            raise ValueError("min_inlier_ratio must be in [0, 1] and inlier_distance > 0")
+
+
+@dataclass
+class GlobalAlignmentConfig:
+    """Sparse global alignment of keyframe pointmaps along the graph's edges.
+
+    Attributes:
+        enabled: None = follow the preset.
+        every_k: also run every this many keyframes during the run (0 = only at the end).
+        iterations: outer iterations (re-association + one Gauss-Newton step each).
+        max_points: points sampled per keyframe for alignment.
+        max_distance: correspondence gate, relative to the point's depth.
+        huber: Huber width of the point residuals, relative to depth.
+        skip_edges: also align keyframe i with i+2..i+1+skip_edges (covisibility), not only graph edges.
+    """
+
+    enabled: bool | None = None
+    every_k: int = 0
+    iterations: int = 10
+    max_points: int = 2000
+    max_distance: float = 0.05
+    huber: float = 0.01
+    skip_edges: int = 2
+
+    def validate(self) -> None:
+        if self.every_k < 0 or self.iterations < 0 or self.max_points < 10 or self.skip_edges < 0:
+            raise ValueError("every_k, iterations, skip_edges must be >= 0 and max_points >= 10")
+        if self.max_distance <= 0 or self.huber <= 0:
+            raise ValueError("max_distance and huber must be > 0")
+
+
+@dataclass
+class BackendConfig:
+    """``backend:`` section.
+
+    Attributes:
+        preset: ``odometry``, ``loops`` or ``full`` (see module docstring).
+        sync: run optimisation, retrieval and verification inline (deterministic, for tests); otherwise a
+            worker thread does them off the per-frame path.
+        queue_size: bound of the worker's job queue (the per-frame path blocks only when it is full).
+        segment_link_candidates: recent keyframes of the previous segment tried with ``frontend.pair`` when
+            the frontend starts a new segment.
+    """
+
+    preset: str = "full"
+    sync: bool = False
+    queue_size: int = 64
+    segment_link_candidates: int = 3
+    keyframe: KeyframeConfig = field(default_factory=KeyframeConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    loop_closure: LoopClosureConfig = field(default_factory=LoopClosureConfig)
+    global_alignment: GlobalAlignmentConfig = field(default_factory=GlobalAlignmentConfig)
+
+    def validate(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.queue_size < 1 or self.segment_link_candidates < 1:
+            raise ValueError("queue_size and segment_link_candidates must be >= 1")
+        for section in (self.keyframe, self.graph, self.loop_closure, self.global_alignment):
+            section.validate()
+
+    @property
+    def loops_enabled(self) -> bool:
+        """Loop closure on (explicit setting, else the preset)."""
+        if self.loop_closure.enabled is not None:
+            return self.loop_closure.enabled
+        return self.preset in ("loops", "full")
+
+    @property
+    def alignment_enabled(self) -> bool:
+        """Global alignment on (explicit setting, else the preset)."""
+        if self.global_alignment.enabled is not None:
+            return self.global_alignment.enabled
+        return self.preset == "full"
+
+    def use_sim3(self, metric: bool) -> bool:
+        """Similarity3 nodes (True) or Pose3 nodes (False) for a frontend that is / is not metric."""
+        if self.graph.type == "auto":
+            return not metric
+        return self.graph.type == "sim3"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, source: str = "backend") -> "BackendConfig":
+        """Build from a nested mapping (e.g. the parsed ``backend:`` YAML section).
+
+        Raises:
+            ConfigError: unknown key, wrong type or invalid value, naming the dotted key.
+        """
+        return _build(cls, data or {}, source, "backend")
+
+
+def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{prefix}' must be a mapping, got {data!r}", source)
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key '{dotted}' (valid keys: {', '.join(sorted(names))})", source)
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, source, dotted)
+        else:
+            kwargs[key] = _check_scalar(hint, value, source, dotted)
+    obj = cls(**kwargs)
+    if prefix == "backend":
+        try:
+            obj.validate()
+        except ValueError as exc:
+            raise ConfigError(f"invalid value in '{prefix}': {exc}", source) from None
+    return obj
+
+
+def _check_scalar(hint: Any, value: Any, source: str, dotted: str) -> Any:
+    options = typing.get_args(hint) if typing.get_origin(hint) is not None else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for tp in options:
+        if tp is bool and isinstance(value, bool):
+            return value
+        if tp is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if tp is str and isinstance(value, str):
+            return value
+    raise ConfigError(f"'{dotted}' has a value of the wrong type: {value!r}", source)

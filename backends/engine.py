@@ -1,0 +1,217 @@
+"""The backend's heavy work, run by the worker: graph updates, segment links, loop closure, global alignment.
+
+The engine owns the pose graph and the keyframes. It publishes its latest keyframe poses as an immutable
+``(version, {kf_id: T_wk})`` tuple that the per-frame path reads without locking. Poses are Sim(3)
+matrices ``[[s R, t], [0, 1]]`` (``s = 1`` with Pose3 nodes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from backends import sim3
+from backends.config import BackendConfig
+from backends.keyframer import median_depth
+from backends.pose_graph import Edge, PoseGraph
+from slam.sinks import LoopEdge
+from slam.types import Keyframe
+
+
+@dataclass
+class KeyframeJob:
+    """A new keyframe for the engine.
+
+    Attributes:
+        keyframe: the keyframe (its ``pose`` is the per-frame path's provisional guess).
+        prev_id: previous keyframe of the same frontend segment, or None (first keyframe / new segment).
+        odometry: 4x4 ``T_prev,kf`` from the frontend's poses (frontend units) when ``prev_id`` is set.
+    """
+
+    keyframe: Keyframe
+    prev_id: int | None = None
+    odometry: np.ndarray | None = None
+
+
+class BackendEngine:
+    """Graph, loops and alignment for a stream of keyframes (not thread-safe: one worker calls it)."""
+
+    def __init__(self, cfg: BackendConfig, frontend: Any, use_sim3: bool):
+        self.cfg = cfg
+        self.frontend = frontend
+        self.use_sim3 = use_sim3
+        self.graph = PoseGraph(cfg.graph, use_sim3)
+        self.keyframes: dict[int, Keyframe] = {}
+        self.depth: dict[int, float] = {}  # median scene depth per keyframe, frontend units
+        self.loop_records: list[dict] = []
+        self.accepted: list[LoopEdge] = []
+        self.timings: dict[str, list[float]] = {"graph_ms": [], "retrieval_ms": [], "verify_ms": [],
+                                                "alignment_ms": [], "segment_link_ms": []}
+        self.counters = {"segment_links": 0, "segment_link_failures": 0, "alignment_runs": 0,
+                         "loops_rejected_by_gnc": 0}
+        self.published: tuple[int, dict[int, np.ndarray]] = (0, {})
+        self._pending_loop_checks: deque[int] = deque()
+        self._alignment_due = False
+        self._loops = None
+        if cfg.loops_enabled:
+            from backends.loop_closure import LoopCloser
+
+            self._loops = LoopCloser(cfg.loop_closure, cfg.keyframe, frontend, use_sim3)
+
+    # ------------------------------------------------------------------ jobs
+    def handle(self, job: KeyframeJob) -> None:
+        """Add a keyframe: node, odometry or segment-link edge, iSAM2 update; queue its loop check."""
+        kf = job.keyframe
+        t0 = time.perf_counter()
+        self.keyframes[kf.id] = kf
+        self.depth[kf.id] = median_depth(kf.points, kf.confidence, self.cfg.keyframe.min_confidence)
+        poses = self.graph.poses()
+        if job.prev_id is not None and job.odometry is not None:
+            self.graph.add_node(kf.id, poses[job.prev_id] @ job.odometry)
+            self.graph.add_edge(Edge(job.prev_id, kf.id, job.odometry, self._odometry_sigmas(job.prev_id)))
+        elif not poses:
+            start = sim3.rigid(kf.frontend_pose)
+            self.graph.add_node(kf.id, start)
+        else:
+            self._link_segment(kf, poses)
+        self.graph.update()
+        self.timings["graph_ms"].append(1e3 * (time.perf_counter() - t0))
+        if self._loops is not None:
+            self._loops.add(kf)
+            self._pending_loop_checks.append(kf.id)
+        every = self.cfg.global_alignment.every_k
+        if self.cfg.alignment_enabled and every and len(self.keyframes) % every == 0:
+            self._alignment_due = True
+        self._publish()
+
+    def idle(self) -> bool:
+        """Do one unit of deferred work (a loop check, else a due alignment); True if more may remain."""
+        if self._pending_loop_checks:
+            self._check_loops(self._pending_loop_checks.popleft())
+            return True
+        if self._alignment_due:
+            self._alignment_due = False
+            self.run_global_alignment()
+            return True
+        return False
+
+    def finalize(self) -> None:
+        """Finish deferred work, batch (GNC) re-solve, final global alignment."""
+        while self.idle():
+            pass
+        if len(self.keyframes) == 0:
+            return
+        t0 = time.perf_counter()
+        rejected = self.graph.optimize_batch(gnc=self.cfg.graph.final_gnc)
+        for edge in rejected:
+            self.counters["loops_rejected_by_gnc"] += 1
+            for rec in self.loop_records:
+                if rec.get("edge_id") == id(edge):
+                    rec["accepted"] = False
+                    rec["reason"] = "rejected by GNC in the final optimisation"
+            self.accepted = [lp for lp in self.accepted if (lp.kf_a, lp.kf_b) != (edge.a, edge.b)]
+        self.timings["graph_ms"].append(1e3 * (time.perf_counter() - t0))
+        if self.cfg.alignment_enabled:
+            self.run_global_alignment()
+        self._publish()
+
+    # ------------------------------------------------------------------ pieces
+    def _odometry_sigmas(self, kf_id: int) -> np.ndarray:
+        g = self.cfg.graph
+        return self.graph.sigmas(g.odometry_sigma_rot_deg, g.odometry_sigma_trans * self.depth[kf_id],
+                                 g.odometry_sigma_scale)
+
+    def _loop_sigmas(self, kf_id: int, confidence: float) -> np.ndarray:
+        g = self.cfg.graph
+        c = max(float(confidence), 0.05)
+        return self.graph.sigmas(g.loop_sigma_rot_deg / c, g.loop_sigma_trans * self.depth[kf_id] / c,
+                                 g.loop_sigma_scale / c)
+
+    def _link_segment(self, kf: Keyframe, poses: dict[int, np.ndarray]) -> None:
+        """Connect the first keyframe of a new frontend segment to recent keyframes of earlier segments."""
+        t0 = time.perf_counter()
+        recent = [k for k in sorted(self.keyframes, reverse=True) if self.keyframes[k].segment != kf.segment]
+        recent = recent[: self.cfg.segment_link_candidates]
+        best = None
+        if self._loops is not None or self.cfg.segment_link_candidates:
+            from backends.loop_closure import verify_pair
+
+            for cand in recent:
+                res = verify_pair(self.frontend, self.keyframes[cand], kf, self.cfg.loop_closure,
+                                  self.cfg.keyframe, self.use_sim3)
+                if res.accepted and (best is None or res.score > best[1].score):
+                    best = (cand, res)
+        last = recent[0]
+        if best is not None:
+            cand, res = best
+            self.graph.add_node(kf.id, poses[cand] @ res.T_ab)
+            self.graph.add_edge(Edge(cand, kf.id, res.T_ab, self._loop_sigmas(cand, res.confidence),
+                                     kind="segment", robust=True, info={"inlier_ratio": res.inlier_ratio}))
+            self.counters["segment_links"] += 1
+        else:
+            # no usable pair estimate: a weak "camera did not jump" prior keeps the graph connected;
+            # loop closures can correct it later (the two segments' worlds are not assumed to coincide)
+            self.graph.add_node(kf.id, poses[last])
+            sig = self.graph.sigmas(30.0, 1.0 * self.depth[last], 0.5)
+            self.graph.add_edge(Edge(last, kf.id, np.eye(4), sig, kind="prior_link"))
+            self.counters["segment_link_failures"] += 1
+        self.timings["segment_link_ms"].append(1e3 * (time.perf_counter() - t0))
+
+    def _check_loops(self, kf_id: int) -> None:
+        kf = self.keyframes[kf_id]
+        t0 = time.perf_counter()
+        max_id = kf_id - self.cfg.loop_closure.recent_window
+        candidates = self._loops.retrieve(kf, max_id)
+        self.timings["retrieval_ms"].append(1e3 * (time.perf_counter() - t0))
+        n_accepted = 0
+        added = False
+        for cand_id, score in candidates:
+            rec: dict[str, Any] = {"kf_a": int(cand_id), "kf_b": int(kf_id), "score": round(float(score), 4)}
+            if n_accepted >= self.cfg.loop_closure.max_loops_per_keyframe:
+                rec.update(accepted=False, reason="enough loops for this keyframe")
+                self.loop_records.append(rec)
+                continue
+            t1 = time.perf_counter()
+            res = self._loops.verify(self.keyframes[cand_id], kf)
+            self.timings["verify_ms"].append(1e3 * (time.perf_counter() - t1))
+            rec.update(accepted=res.accepted, reason=res.reason, inlier_ratio=round(res.inlier_ratio, 4),
+                       pair_confidence=round(res.confidence, 4))
+            if res.accepted:
+                edge = Edge(cand_id, kf_id, res.T_ab, self._loop_sigmas(cand_id, res.confidence),
+                            kind="loop", robust=True, info={"score": float(score)})
+                self.add_loop_edge(edge)
+                rec["edge_id"] = id(edge)
+                n_accepted += 1
+                added = True
+            self.loop_records.append(rec)
+        if added:
+            t1 = time.perf_counter()
+            self.graph.update(extra_iterations=3)
+            self.timings["graph_ms"].append(1e3 * (time.perf_counter() - t1))
+            self._publish()
+
+    def add_loop_edge(self, edge: Edge) -> None:
+        """Add a loop edge to the graph (takes effect at the next graph update)."""
+        self.graph.add_edge(edge)
+        self.accepted.append(LoopEdge(edge.a, edge.b, float(edge.info.get("score", 0.0))))
+
+    def run_global_alignment(self) -> None:
+        """Refine keyframe poses by point alignment along the graph's edges, then re-seed the graph."""
+        from backends.global_alignment import align_keyframes
+
+        t0 = time.perf_counter()
+        poses, edges, stats = align_keyframes(self.keyframes, self.graph.poses(), self.graph.edges,
+                                              self.cfg.global_alignment, self.cfg.keyframe.min_confidence,
+                                              self.use_sim3)
+        self.graph.rebuild(poses, edges)
+        self.counters["alignment_runs"] += 1
+        self.last_alignment = stats
+        self.timings["alignment_ms"].append(1e3 * (time.perf_counter() - t0))
+        self._publish()
+
+    def _publish(self) -> None:
+        self.published = (self.published[0] + 1, self.graph.poses())

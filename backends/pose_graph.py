@@ -1,0 +1,203 @@
+"""Keyframe pose graph on GTSAM: Similarity3 (or Pose3) nodes, between factors, iSAM2, robust loops, GNC.
+
+Nodes are keyframe poses ``T_wk`` (4x4 ``[[s R, t], [0, 1]]``; ``s = 1`` for Pose3). An edge ``(a, b)``
+measures ``T_ab = T_wa^-1 T_wb``. Noise sigmas are given in GTSAM's tangent order: rotation (rad, 3),
+translation (units of node ``a``, 3) and, for Similarity3, log-scale (1). Loop edges get a robust noise
+model (Cauchy/Huber). Every edge is also kept as a Python record so that the graph can be rebuilt with new
+measurements (global alignment) or re-solved in batch (Levenberg-Marquardt or GNC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gtsam
+import numpy as np
+
+from backends import sim3
+from backends.config import GraphConfig
+
+#: edge kinds that are trusted by GNC (never rejected)
+TRUSTED_KINDS = ("odometry", "prior_link", "alignment")
+
+
+@dataclass
+class Edge:
+    """A relative-pose measurement between two keyframes.
+
+    Attributes:
+        a, b: keyframe ids.
+        T_ab: 4x4 Sim(3) measurement of ``T_wa^-1 T_wb``.
+        sigmas: noise sigmas in tangent order (6 for Pose3, 7 for Similarity3).
+        kind: 'odometry', 'loop', 'segment' (pair estimate across a frontend reset), 'prior_link' (weak
+            motion prior when a segment could not be linked) or 'alignment' (from global alignment).
+        robust: use the robust kernel.
+        info: diagnostics (e.g. loop score).
+    """
+
+    a: int
+    b: int
+    T_ab: np.ndarray
+    sigmas: np.ndarray
+    kind: str = "odometry"
+    robust: bool = False
+    info: dict = field(default_factory=dict)
+
+
+def _key(kf_id: int) -> int:
+    return gtsam.symbol("x", kf_id)
+
+
+class PoseGraph:
+    """Incremental keyframe pose graph (iSAM2) with batch and GNC re-solves."""
+
+    def __init__(self, cfg: GraphConfig, use_sim3: bool):
+        self.cfg = cfg
+        self.sim3 = use_sim3
+        self.dim = 7 if use_sim3 else 6
+        self.edges: list[Edge] = []
+        self._prior_id: int | None = None
+        self._prior_pose: np.ndarray | None = None
+        self._estimate: dict[int, np.ndarray] = {}
+        self._new_factors = gtsam.NonlinearFactorGraph()
+        self._new_values = gtsam.Values()
+        self._isam = self._make_isam()
+
+    # ------------------------------------------------------------------ building
+    def _make_isam(self) -> gtsam.ISAM2:
+        params = gtsam.ISAM2Params()
+        params.setRelinearizeThreshold(self.cfg.relinearize_threshold)
+        params.relinearizeSkip = 1
+        return gtsam.ISAM2(params)
+
+    def __len__(self) -> int:
+        return len(self._estimate)
+
+    def has_node(self, kf_id: int) -> bool:
+        return kf_id in self._estimate
+
+    def add_node(self, kf_id: int, T_init: np.ndarray) -> None:
+        """Add keyframe ``kf_id`` with initial pose ``T_init``; the first node gets a tight prior."""
+        if kf_id in self._estimate:
+            raise ValueError(f"keyframe {kf_id} is already in the graph")
+        self._estimate[kf_id] = np.asarray(T_init, dtype=np.float64).copy()
+        self._new_values.insert(_key(kf_id), sim3.to_gtsam(T_init, self.sim3))
+        if self._prior_id is None:
+            self._prior_id, self._prior_pose = kf_id, self._estimate[kf_id].copy()
+            self._new_factors.add(self._prior_factor())
+
+    def add_edge(self, edge: Edge) -> None:
+        """Queue a between factor; it takes effect at the next :meth:`update`."""
+        if len(edge.sigmas) != self.dim:
+            raise ValueError(f"edge sigmas must have {self.dim} entries, got {len(edge.sigmas)}")
+        self.edges.append(edge)
+        self._new_factors.add(self._between_factor(edge, robust=edge.robust))
+
+    def sigmas(self, rot_deg: float, trans: float, scale: float) -> np.ndarray:
+        """Tangent-order sigma vector for this graph's node type (translation in node-a units)."""
+        rot = np.radians(rot_deg)
+        s = [rot, rot, rot, trans, trans, trans]
+        return np.array(s + [scale] if self.sim3 else s, dtype=np.float64)
+
+    def _prior_factor(self):
+        noise = gtsam.noiseModel.Isotropic.Sigma(self.dim, 1e-6)
+        value = sim3.to_gtsam(self._prior_pose, self.sim3)
+        if self.sim3:
+            return gtsam.PriorFactorSimilarity3(_key(self._prior_id), value, noise)
+        return gtsam.PriorFactorPose3(_key(self._prior_id), value, noise)
+
+    def _between_factor(self, edge: Edge, robust: bool):
+        noise = gtsam.noiseModel.Diagonal.Sigmas(np.asarray(edge.sigmas, dtype=np.float64))
+        if robust and self.cfg.robust != "none":
+            est = gtsam.noiseModel.mEstimator
+            kernel = (est.Cauchy if self.cfg.robust == "cauchy" else est.Huber).Create(self.cfg.robust_k)
+            noise = gtsam.noiseModel.Robust.Create(kernel, noise)
+        meas = sim3.to_gtsam(edge.T_ab, self.sim3)
+        cls = gtsam.BetweenFactorSimilarity3 if self.sim3 else gtsam.BetweenFactorPose3
+        return cls(_key(edge.a), _key(edge.b), meas, noise)
+
+    # ------------------------------------------------------------------ solving
+    def update(self, extra_iterations: int = 0) -> None:
+        """Run one iSAM2 update with the queued nodes/factors (plus ``extra_iterations`` re-linearisations)."""
+        if self._new_factors.size() == 0 and self._new_values.size() == 0:
+            return
+        self._isam.update(self._new_factors, self._new_values)
+        for _ in range(extra_iterations):
+            self._isam.update()
+        self._new_factors = gtsam.NonlinearFactorGraph()
+        self._new_values = gtsam.Values()
+        self._read_estimate(self._isam.calculateEstimate())
+
+    def _read_estimate(self, values: gtsam.Values) -> None:
+        get = values.atSimilarity3 if self.sim3 else values.atPose3
+        for kf_id in self._estimate:
+            if values.exists(_key(kf_id)):
+                self._estimate[kf_id] = sim3.from_gtsam(get(_key(kf_id)))
+
+    def poses(self) -> dict[int, np.ndarray]:
+        """Current estimate: keyframe id -> 4x4 ``T_wk`` (includes nodes queued but not yet solved)."""
+        return {k: v.copy() for k, v in self._estimate.items()}
+
+    def _full_graph(self, robust: bool) -> gtsam.NonlinearFactorGraph:
+        graph = gtsam.NonlinearFactorGraph()
+        graph.add(self._prior_factor())
+        for edge in self.edges:
+            graph.add(self._between_factor(edge, robust=robust and edge.robust))
+        return graph
+
+    def _values(self, poses: dict[int, np.ndarray]) -> gtsam.Values:
+        values = gtsam.Values()
+        for kf_id, T in poses.items():
+            values.insert(_key(kf_id), sim3.to_gtsam(T, self.sim3))
+        return values
+
+    def rebuild(self, poses: dict[int, np.ndarray] | None = None, edges: list[Edge] | None = None) -> None:
+        """Restart iSAM2 from ``poses`` (default: current estimate) with ``edges`` (default: current edges)."""
+        if poses is not None:
+            self._estimate.update({k: np.asarray(v, dtype=np.float64).copy() for k, v in poses.items()})
+        if edges is not None:
+            self.edges = list(edges)
+        self._isam = self._make_isam()
+        self._new_factors = self._full_graph(robust=True)
+        self._new_values = self._values(self._estimate)
+        self.update(extra_iterations=2)
+
+    def optimize_batch(self, gnc: bool = False) -> list[Edge]:
+        """Re-solve the whole graph in batch from the current estimate and restart iSAM2 from the result.
+
+        With ``gnc``, a GNC optimiser (truncated least squares) decides which non-trusted edges (loops,
+        segment links) are outliers; those are removed from the graph and returned.
+        """
+        if self._prior_id is None:
+            return []
+        self.update()
+        initial = self._values(self._estimate)
+        rejected: list[Edge] = []
+        if gnc and any(e.kind not in TRUSTED_KINDS for e in self.edges):
+            graph = self._full_graph(robust=False)
+            params = gtsam.GncLMParams()
+            params.setLossType(gtsam.GncLossType.TLS)
+            params.setKnownInliers([0] + [i + 1 for i, e in enumerate(self.edges) if e.kind in TRUSTED_KINDS])
+            optimizer = gtsam.GncLMOptimizer(graph, initial, params)
+            optimizer.setInlierCostThresholdsAtProbability(0.99)
+            result = optimizer.optimize()
+            weights = np.asarray(optimizer.getWeights())
+            keep = []
+            for i, edge in enumerate(self.edges):
+                if weights[i + 1] < 0.5:
+                    edge.info["rejected_by"] = "gnc"
+                    rejected.append(edge)
+                else:
+                    keep.append(edge)
+            self.edges = keep
+        else:
+            params = gtsam.LevenbergMarquardtParams()
+            params.setMaxIterations(100)
+            result = gtsam.LevenbergMarquardtOptimizer(self._full_graph(robust=True), initial, params).optimize()
+        self._read_estimate(result)
+        self.rebuild()
+        return rejected
+
+    def error(self) -> float:
+        """Total (robust) factor-graph error of the current estimate."""
+        return float(self._full_graph(robust=True).error(self._values(self._estimate)))

@@ -1,0 +1,84 @@
+"""Small Sim(3)/SE(3) helpers on 4x4 matrices, and conversion to/from GTSAM types.
+
+A Sim(3) transform is stored as the 4x4 matrix ``[[s R, t], [0, 1]]`` acting as ``x -> s R x + t``.
+A rigid transform is the special case ``s = 1``. GTSAM's ``Similarity3(R, t, s)`` acts as
+``x -> s (R x + t)`` and its ``matrix()`` is ``[[R, t], [0, 1/s]]``; the conversions below handle that.
+"""
+
+from __future__ import annotations
+
+import gtsam
+import numpy as np
+
+
+def make_sim3(R: np.ndarray, t: np.ndarray, s: float = 1.0) -> np.ndarray:
+    """4x4 ``[[s R, t], [0, 1]]`` from a 3x3 rotation, a 3-vector and a scale."""
+    T = np.eye(4)
+    T[:3, :3] = s * np.asarray(R, dtype=np.float64)
+    T[:3, 3] = np.asarray(t, dtype=np.float64).reshape(3)
+    return T
+
+
+def scale_of(T: np.ndarray) -> float:
+    """Scale ``s`` of a Sim(3) matrix (cube root of the determinant of its 3x3 block)."""
+    return float(np.cbrt(np.linalg.det(T[:3, :3])))
+
+
+def rotation_of(T: np.ndarray) -> np.ndarray:
+    """Rotation ``R`` (3x3) of a Sim(3) matrix, re-orthonormalised."""
+    U, _, Vt = np.linalg.svd(T[:3, :3])
+    R = U @ Vt
+    if np.linalg.det(R) < 0:
+        U[:, -1] *= -1
+        R = U @ Vt
+    return R
+
+
+def rigid(T: np.ndarray) -> np.ndarray:
+    """The rigid pose with ``T``'s rotation and translation (scale dropped from the rotation block)."""
+    out = np.eye(4)
+    out[:3, :3] = rotation_of(T)
+    out[:3, 3] = T[:3, 3]
+    return out
+
+
+def inverse(T: np.ndarray) -> np.ndarray:
+    """Inverse of a Sim(3) matrix."""
+    s = scale_of(T)
+    R = T[:3, :3] / s
+    out = np.eye(4)
+    out[:3, :3] = R.T / s
+    out[:3, 3] = -(R.T @ T[:3, 3]) / s
+    return out
+
+
+def relative(T_wa: np.ndarray, T_wb: np.ndarray) -> np.ndarray:
+    """``T_ab = T_wa^-1 T_wb``."""
+    return inverse(T_wa) @ T_wb
+
+
+def rotation_angle(R: np.ndarray) -> float:
+    """Angle in radians of a 3x3 rotation."""
+    c = (np.trace(R) - 1.0) / 2.0
+    return float(np.arccos(np.clip(c, -1.0, 1.0)))
+
+
+def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 4x4 Sim(3) to (..., 3) points."""
+    return points @ T[:3, :3].T + T[:3, 3]
+
+
+def to_gtsam(T: np.ndarray, sim3: bool):
+    """4x4 matrix -> ``gtsam.Similarity3`` (``sim3``) or ``gtsam.Pose3`` (scale dropped)."""
+    s = scale_of(T)
+    R = gtsam.Rot3(rotation_of(T))
+    if sim3:
+        return gtsam.Similarity3(R, T[:3, 3] / s, s)
+    return gtsam.Pose3(R, T[:3, 3].copy())
+
+
+def from_gtsam(value) -> np.ndarray:
+    """``gtsam.Similarity3`` or ``gtsam.Pose3`` -> 4x4 ``[[s R, t], [0, 1]]``."""
+    if isinstance(value, gtsam.Similarity3):
+        return np.asarray(value.matrix()) * value.scale()
+    return np.asarray(value.matrix())

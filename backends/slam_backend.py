@@ -1,0 +1,223 @@
+"""The backend facade the pipeline talks to: keyframes, pose graph, loops and alignment behind one object.
+
+Per-frame path (:meth:`SlamBackend.process`): keyframe decision, the frame's pose in the backend world
+(latest optimised pose of its keyframe composed with the frame's frontend pose relative to that keyframe),
+and, for a new keyframe, one job handed to the worker. Everything else (graph updates, segment links,
+retrieval, verification, global alignment) runs in the worker thread, or inline when ``cfg.sync``.
+
+Poses returned to callers are rigid camera-to-world ``T_wc`` 4x4. Internally keyframe poses are Sim(3)
+(``[[s R, t], [0, 1]]``); in :meth:`keyframes` snapshots the keyframe's scale ``s`` is applied to its
+``points`` so that ``pose @ points`` places them in the backend world.
+
+With loop closure and global alignment disabled (``preset: odometry``) this is plain odometry: the frontend's
+poses chained through keyframes (frontend segments are still linked by pair estimates).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends import sim3
+from backends.config import BackendConfig
+from backends.engine import BackendEngine, KeyframeJob
+from backends.keyframer import Keyframer
+from backends.worker import BackendWorker
+from slam.sinks import LoopEdge
+from slam.types import Frame, FrontendOutput, Keyframe
+
+
+@dataclass
+class FrameResult:
+    """Result of the per-frame path.
+
+    Attributes:
+        pose: 4x4 rigid ``T_wc`` of the frame in the backend world (best current estimate).
+        keyframe: the keyframe made from this frame, or None.
+    """
+
+    pose: np.ndarray
+    keyframe: Keyframe | None = None
+
+
+class SlamBackend:
+    """Keyframe-based SLAM backend on top of any frontend (see module docstring)."""
+
+    def __init__(self, cfg: BackendConfig, frontend: Any, metric: bool):
+        cfg.validate()
+        self.cfg = cfg
+        self.metric = metric
+        self.use_sim3 = cfg.use_sim3(metric)
+        self.keyframer = Keyframer(cfg.keyframe)
+        self.engine = BackendEngine(cfg, frontend, self.use_sim3)
+        self.worker = BackendWorker(self.engine.handle, self.engine.idle, cfg.sync, cfg.queue_size)
+        self._kf_of_frame: list[int] = []  # keyframe id per processed frame
+        self._rel_of_frame: list[np.ndarray] = []  # 4x4 frontend pose relative to that keyframe
+        self._timestamps: list[float] = []
+        self._keyframes: list[Keyframe] = []  # as created (provisional poses)
+        # kf id -> (previous kf id, 4x4 relative) or (None, absolute pose): the per-frame path's guess until
+        # the engine has solved the keyframe
+        self._provisional: dict[int, tuple[int | None, np.ndarray]] = {}
+        self._last_kf: Keyframe | None = None
+        self._seen_version = 0
+        self._process_ms: list[float] = []
+        self._finalized = False
+
+    # ------------------------------------------------------------------ per-frame path
+    def process(self, frame: Frame, out: FrontendOutput) -> FrameResult:
+        """Keyframe decision, pose of this frame, enqueue a new keyframe. Cheap; never optimises."""
+        t0 = time.perf_counter()
+        decision = self.keyframer.decide(out)
+        keyframe = None
+        if decision.is_keyframe:
+            keyframe = self._new_keyframe(frame, out)
+            rel = np.eye(4)
+        else:
+            rel = sim3.relative(self._last_kf.frontend_pose, out.pose)
+        self.keyframer.observe(decision, keyframe)
+        kf_id = self._last_kf.id
+        self._kf_of_frame.append(kf_id)
+        self._rel_of_frame.append(rel)
+        self._timestamps.append(float(frame.timestamp))
+        pose = sim3.rigid(self._keyframe_pose(kf_id) @ rel)
+        self._process_ms.append(1e3 * (time.perf_counter() - t0))
+        return FrameResult(pose=pose, keyframe=keyframe)
+
+    def _new_keyframe(self, frame: Frame, out: FrontendOutput) -> Keyframe:
+        kf_id = len(self._keyframes)
+        prev = self._last_kf
+        if prev is None:
+            prev_id, odom = None, None
+            self._provisional[kf_id] = (None, sim3.rigid(out.pose))
+        elif prev.segment == out.segment:
+            prev_id, odom = prev.id, sim3.relative(prev.frontend_pose, out.pose)
+            self._provisional[kf_id] = (prev.id, odom)
+        else:  # new frontend segment: linked by the worker; until then assume the camera did not move
+            prev_id, odom = None, None
+            self._provisional[kf_id] = (prev.id, np.eye(4))
+        kf = self.keyframer.make_keyframe(kf_id, frame, out, self._keyframe_pose(kf_id))
+        self._keyframes.append(kf)
+        self._last_kf = kf
+        self.worker.submit(KeyframeJob(kf, prev_id, odom))
+        return kf
+
+    def _keyframe_pose(self, kf_id: int, published: dict[int, np.ndarray] | None = None) -> np.ndarray:
+        """Latest Sim(3) pose of a keyframe: published by the engine, else chained from the newest
+        published ancestor through the per-frame path's relative guesses."""
+        published = self.engine.published[1] if published is None else published
+        chain = []
+        while kf_id not in published:
+            anchor, T = self._provisional[kf_id]
+            chain.append(T)
+            if anchor is None:
+                break
+            kf_id = anchor
+        pose = published[kf_id] if kf_id in published else np.eye(4)
+        for T in reversed(chain):
+            pose = pose @ T
+        return pose
+
+    # ------------------------------------------------------------------ reading results
+    def poll(self) -> bool:
+        """True when keyframe poses changed (an optimisation finished) since the last call."""
+        version = self.engine.published[0]
+        changed = version != self._seen_version
+        self._seen_version = version
+        return changed
+
+    def keyframes(self) -> list[Keyframe]:
+        """Snapshot of all keyframes with their current optimised rigid poses (points scaled to the world)."""
+        published = self.engine.published[1]
+        out = []
+        for kf in self._keyframes:
+            T = self._keyframe_pose(kf.id, published)
+            s = sim3.scale_of(T)
+            points = kf.points if abs(s - 1.0) < 1e-9 else kf.points * np.float32(s)
+            out.append(dataclasses.replace(kf, pose=sim3.rigid(T), points=points))
+        return out
+
+    def loops(self) -> list[LoopEdge]:
+        """Accepted loop closures."""
+        return list(self.engine.accepted)
+
+    def frame_poses(self) -> np.ndarray:
+        """(N, 4, 4) rigid ``T_wc`` of every processed frame, from the latest keyframe poses."""
+        n = len(self._kf_of_frame)
+        if n == 0:
+            return np.zeros((0, 4, 4))
+        published = self.engine.published[1]
+        kf_poses = np.stack([self._keyframe_pose(k, published) for k in range(len(self._keyframes))])
+        poses = kf_poses[np.asarray(self._kf_of_frame)] @ np.stack(self._rel_of_frame)
+        return np.stack([sim3.rigid(T) for T in poses])
+
+    def timestamps(self) -> np.ndarray:
+        """(N,) timestamps of the processed frames, seconds."""
+        return np.asarray(self._timestamps, dtype=np.float64)
+
+    # ------------------------------------------------------------------ end of run
+    def finalize(self) -> None:
+        """Drain the worker, then the final optimisation (GNC / batch) and global alignment if enabled."""
+        self.worker.drain()
+        if not self._finalized:
+            self.engine.finalize()
+            self._finalized = True
+
+    def metrics(self) -> dict[str, Any]:
+        """JSON-ready backend figures."""
+        eng = self.engine
+        recs = eng.loop_records
+        out: dict[str, Any] = {
+            "graph": "sim3" if self.use_sim3 else "se3",
+            "frames": len(self._kf_of_frame),
+            "keyframes": len(self._keyframes),
+            "loop_candidates": len(recs),
+            "loops_accepted": len(eng.accepted),
+            "loops_rejected": sum(1 for r in recs if not r["accepted"]),
+            "worker_blocked_s": round(self.worker.blocked_s, 4),
+            "process_ms_mean": _mean(self._process_ms),
+            **eng.counters,
+        }
+        for name, values in eng.timings.items():
+            out[f"{name}_mean"] = _mean(values)
+            out[f"{name}_max"] = round(max(values), 3) if values else 0.0
+        if getattr(eng, "last_alignment", None):
+            out["alignment"] = eng.last_alignment
+        return out
+
+    def write_outputs(self, out_dir: Path) -> None:
+        """Write ``keyframes.tum`` and ``loops.json`` into ``out_dir``."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for kf in self.keyframes():
+            q = _quat_xyzw(kf.pose[:3, :3])
+            t = kf.pose[:3, 3]
+            lines.append(f"{kf.timestamp:.6f} {t[0]:.9f} {t[1]:.9f} {t[2]:.9f} "
+                         f"{q[0]:.9f} {q[1]:.9f} {q[2]:.9f} {q[3]:.9f}")
+        (out_dir / "keyframes.tum").write_text("\n".join(lines) + ("\n" if lines else ""))
+        records = [{k: v for k, v in r.items() if k != "edge_id"} for r in self.engine.loop_records]
+        for r in records:
+            for key in ("kf_a", "kf_b"):
+                r[key.replace("kf", "frame")] = int(self._keyframes[r[key]].frame_index)
+        doc = {"accepted": [dataclasses.asdict(lp) for lp in self.loops()], "candidates": records}
+        (out_dir / "loops.json").write_text(json.dumps(doc, indent=1))
+
+    def close(self) -> None:
+        """Stop the worker thread."""
+        self.worker.close()
+
+
+def _mean(values: list[float]) -> float:
+    return round(float(np.mean(values)), 3) if values else 0.0
+
+
+def _quat_xyzw(R: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_matrix(R).as_quat()
