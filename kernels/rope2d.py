@@ -1,0 +1,132 @@
+"""2-D rotary position embedding (RoPE2D, base 100): the pure-torch reference.
+
+This is the torch reference implementation used on every device; a fused GPU kernel may be added later
+next to it (``kernels/`` is the place), and must be tested against this function.
+
+Semantics (``shared/spec/cut3r_family.md`` §3.3/§3.4), for one head vector ``t`` of size ``Dh``
+(``Dh % 4 == 0``) at patch-grid position ``(py, px)`` (int64, may be negative, e.g. the camera-pose
+token at ``(-1, -1)``):
+
+* the first half ``t[:Dh/2]`` is rotated with the row position ``py``, the second half with ``px``;
+* inside each half of size ``D = Dh/2`` the rotation pairs are ``(j, j + D/2)`` ("rotate-half",
+  not interleaved): ``t' = t * cos(a) + rotate_half(t) * sin(a)`` with
+  ``rotate_half([x1, x2]) = [-x2, x1]`` and ``a_j = a_{j+D/2} = p * inv_freq_j``;
+* ``inv_freq_j = 1 / 100 ** (2j / D)`` for ``j < D/2``, computed in float32.
+
+Arithmetic (chosen to reproduce the official pure-torch fallback bit for bit): the angle
+``float32(p) * inv_freq`` is rounded once in float32, then cast to the tokens' dtype, and ``cos``/``sin``
+and the rotation are evaluated in the tokens' dtype, one rounding per operation. The CroCo image
+encoder calls it on float16 copies of q and k (:func:`rope2d_fp16_roundtrip`); every other attention
+uses float32 (:func:`rope2d`).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+#: frequency base of the released CUT3R models (``pos_embed='RoPE100'``)
+ROPE_BASE = 100.0
+
+_CACHE_LOCK = threading.Lock()
+_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+_MAX_TABLES = 64
+
+
+def inverse_frequencies(half_dim: int, base: float = ROPE_BASE, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``inv_freq[j] = 1 / base ** (2j / half_dim)`` for ``j < half_dim / 2``, float32 ``[half_dim // 2]``."""
+    exponents = torch.arange(0, half_dim, 2, device=device, dtype=torch.float32) / half_dim
+    return 1.0 / (base**exponents)
+
+
+def cos_sin_table(
+    half_dim: int, pos_min: int, pos_max: int, device: torch.device, dtype: torch.dtype, base: float = ROPE_BASE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables for the integer positions ``pos_min..pos_max`` (inclusive).
+
+    Returns two tensors ``[pos_max - pos_min + 1, half_dim]`` of ``dtype``; row ``r`` belongs to position
+    ``pos_min + r``. Cached per (half_dim, range, device, dtype, base).
+    """
+    key = (half_dim, pos_min, pos_max, str(device), dtype, base)
+    with _CACHE_LOCK:
+        hit = _TABLES.get(key)
+    if hit is not None:
+        return hit
+    inv_freq = inverse_frequencies(half_dim, base, device)
+    positions = torch.arange(pos_min, pos_max + 1, device=device, dtype=torch.float32)
+    angles = (positions[:, None] * inv_freq[None, :]).to(dtype)  # one float32 rounding, then the cast
+    angles = torch.cat((angles, angles), dim=-1)
+    table = (angles.cos(), angles.sin())
+    with _CACHE_LOCK:
+        if len(_TABLES) >= _MAX_TABLES:
+            _TABLES.clear()
+        _TABLES[key] = table
+    return table
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _rope1d(tokens: torch.Tensor, pos1d: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pos_min: int) -> torch.Tensor:
+    """Rotate ``tokens [B,H,N,D]`` by the positions ``pos1d [B,N]`` using tables starting at ``pos_min``."""
+    index = pos1d - pos_min
+    cos_at = torch.nn.functional.embedding(index, cos)[:, None]  # [B,1,N,D]
+    sin_at = torch.nn.functional.embedding(index, sin)[:, None]
+    return tokens * cos_at + _rotate_half(tokens) * sin_at
+
+
+def rope2d(tokens: torch.Tensor, positions: torch.Tensor, base: float = ROPE_BASE) -> torch.Tensor:
+    """Apply RoPE2D in the dtype of ``tokens``.
+
+    Args:
+        tokens: ``[B, heads, N, Dh]`` per-head vectors (q or k), ``Dh % 4 == 0``.
+        positions: ``[B, N, 2]`` int64 ``(row, col)`` patch-grid positions; negative values allowed.
+    Returns:
+        ``[B, heads, N, Dh]`` rotated tokens (a new tensor, same dtype).
+    """
+    if tokens.ndim != 4 or positions.ndim != 3 or positions.shape[-1] != 2:
+        raise ValueError(f"rope2d expects tokens [B,H,N,D] and positions [B,N,2], got {tuple(tokens.shape)}, "
+                         f"{tuple(positions.shape)}")
+    head_dim = tokens.shape[-1]
+    if head_dim % 4 != 0:
+        raise ValueError(f"rope2d needs a head dim divisible by 4, got {head_dim}")
+    positions = positions.long()
+    pos_min = min(int(positions.min()), 0)
+    pos_max = int(positions.max())
+    half = head_dim // 2
+    cos, sin = cos_sin_table(half, pos_min, pos_max, tokens.device, tokens.dtype, base)
+    rows, cols = tokens[..., :half], tokens[..., half:]
+    rows = _rope1d(rows, positions[:, :, 0], cos, sin, pos_min)
+    cols = _rope1d(cols, positions[:, :, 1], cos, sin, pos_min)
+    return torch.cat((rows, cols), dim=-1)
+
+
+def rope2d_fp16_roundtrip(tokens: torch.Tensor, positions: torch.Tensor, base: float = ROPE_BASE) -> torch.Tensor:
+    """The CroCo image-encoder variant: cast to float16, rotate in float16, cast back to ``tokens.dtype``.
+
+    Net effect ``f32(f16(rope_f16(f16(t))))``: reproduces the official encoder, whose q and k go through
+    float16 before RoPE. Without it, outputs move by ~1e-4..1e-3 (see the fixtures README).
+    """
+    return rope2d(tokens.to(torch.float16), positions, base).to(tokens.dtype)
+
+
+def rope2d_direct(tokens: torch.Tensor, positions: torch.Tensor, base: float = ROPE_BASE) -> torch.Tensor:
+    """Textbook formula in float64 (per-pair rotation written out); for tests only. Same shapes as :func:`rope2d`."""
+    t = tokens.double()
+    head_dim = t.shape[-1]
+    half, quarter = head_dim // 2, head_dim // 4
+    j = torch.arange(quarter, dtype=torch.float64, device=t.device)
+    inv_freq = base ** (-2.0 * j / half)
+    out = torch.empty_like(t)
+    for axis in (0, 1):
+        p = positions[:, :, axis].double()[:, None, :, None]  # [B,1,N,1]
+        ang = p * inv_freq  # [B,1,N,quarter]
+        c, s = ang.cos(), ang.sin()
+        lo = t[..., axis * half: axis * half + quarter]
+        hi = t[..., axis * half + quarter: (axis + 1) * half]
+        out[..., axis * half: axis * half + quarter] = lo * c - hi * s
+        out[..., axis * half + quarter: (axis + 1) * half] = hi * c + lo * s
+    return out
