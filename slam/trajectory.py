@@ -136,7 +136,7 @@ def format_tum(traj: Trajectory) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tum(traj: Trajectory, path: str | Path) -> None:
+def write_tum_trajectory(path: str | Path, traj: Trajectory) -> None:
     """Write the finite poses of ``traj`` as a TUM file (atomically). Rows with NaN are skipped."""
     write_text_atomic(path, format_tum(traj))
 
@@ -178,7 +178,7 @@ def format_kitti(traj: Trajectory) -> str:
     return "".join(" ".join(f"{x:.9e}" for x in T[:3, :4].reshape(-1)) + "\n" for T in traj.poses)
 
 
-def write_kitti(traj: Trajectory, path: str | Path) -> None:
+def write_kitti_trajectory(path: str | Path, traj: Trajectory) -> None:
     """Write ``traj`` as a KITTI pose file (atomically). Time stamps are not stored in this format.
 
     Every pose gets its line (line i = frame i), unknown poses are written as ``nan``.
@@ -218,11 +218,11 @@ def read_trajectory(path: str | Path, fmt: str = "auto") -> Trajectory:
     raise DatasetError(f"unknown trajectory format {fmt!r} (expected 'tum', 'kitti' or 'auto')", path)
 
 
-def write_trajectory(traj: Trajectory, path: str | Path, fmt: str = "tum") -> None:
+def write_trajectory(path: str | Path, traj: Trajectory, fmt: str = "tum") -> None:
     """Write ``traj`` as 'tum' or 'kitti' (atomically)."""
     if fmt == "tum":
-        write_tum(traj, path)
+        write_tum_trajectory(path, traj)
     elif fmt == "kitti":
-        write_kitti(traj, path)
+        write_kitti_trajectory(path, traj)
     else:
         raise ValueError(f"unknown trajectory format {fmt!r} (expected 'tum' or 'kitti')")

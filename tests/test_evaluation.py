@@ -16,7 +16,7 @@ from scipy.spatial.transform import Rotation
 from slam.evaluation import evaluate, format_table, plot_trajectories, run_eval
 from slam.errors import DatasetError
 from slam.geometry import pose_from_tq
-from slam.trajectory import Trajectory, read_tum, write_kitti, write_tum
+from slam.trajectory import Trajectory, read_tum, write_kitti_trajectory, write_tum_trajectory
 
 EVO_BIN = Path(sys.executable).parent
 
@@ -159,8 +159,8 @@ def test_run_eval_matches_evo_command_line(tmp_path, capsys):
     gt = loop_trajectory(300)
     est = noisy_estimate(gt)
     gt_path, est_path = tmp_path / "gt.txt", tmp_path / "est.txt"
-    write_tum(gt, gt_path)
-    write_tum(est, est_path)
+    write_tum_trajectory(gt_path, gt)
+    write_tum_trajectory(est_path, est)
 
     m = run_eval(est_path, gt_path, tmp_path / "out")
 
@@ -184,7 +184,7 @@ def test_run_eval_matches_evo_command_line(tmp_path, capsys):
 def test_run_eval_matches_evo_on_real_ground_truth(icl_dir, tmp_path):
     gt_path = icl_dir / "groundtruth.txt"
     est_path = tmp_path / "est.txt"
-    write_tum(noisy_estimate(read_tum(gt_path), seed=5), est_path)
+    write_tum_trajectory(est_path, noisy_estimate(read_tum(gt_path), seed=5))
     m = run_eval(est_path, gt_path, tmp_path / "out")
     ref = evo_stats("evo_ape", gt_path, est_path, tmp_path / "ape.zip", "-as")
     assert m["n_matched"] == 204
@@ -195,8 +195,8 @@ def test_run_eval_kitti_files(tmp_path):
     gt = straight_line(400, step=1.0)
     est = Trajectory(gt.timestamps, gt.poses.copy())
     est.poses[:, :3, 3] *= 3.0  # monocular scale, undone by the Sim(3) alignment
-    write_kitti(gt, tmp_path / "gt.txt")
-    write_kitti(est, tmp_path / "est.txt")
+    write_kitti_trajectory(tmp_path / "gt.txt", gt)
+    write_kitti_trajectory(tmp_path / "est.txt", est)
     m = run_eval(tmp_path / "est.txt", tmp_path / "gt.txt", tmp_path / "out")
     assert m["n_matched"] == 400 and m["sim3_scale"] == pytest.approx(1 / 3)
     assert m["kitti_t_err_pct"] == pytest.approx(0.0, abs=1e-6)

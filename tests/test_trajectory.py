@@ -13,9 +13,9 @@ from slam.trajectory import (
     read_kitti,
     read_trajectory,
     read_tum,
-    write_kitti,
+    write_kitti_trajectory,
     write_trajectory,
-    write_tum,
+    write_tum_trajectory,
 )
 
 
@@ -31,7 +31,7 @@ def random_trajectory(n: int, seed: int = 0) -> Trajectory:
 def test_tum_round_trip(tmp_path):
     traj = random_trajectory(50)
     path = tmp_path / "out" / "traj.tum"
-    write_tum(traj, path)
+    write_tum_trajectory(path, traj)
     back = read_tum(path)
     assert len(back) == 50
     assert np.abs(back.timestamps - traj.timestamps).max() < 1e-6
@@ -44,7 +44,7 @@ def test_tum_skips_nan_rows_and_removes_similarity_scale(tmp_path):
     traj = random_trajectory(4)
     traj.poses[1] = np.nan
     traj.poses[2, :3, :3] *= 3.0  # Sim(3) pose: the rotation block carries a scale
-    write_tum(traj, tmp_path / "t.txt")
+    write_tum_trajectory(tmp_path / "t.txt", traj)
     back = read_tum(tmp_path / "t.txt")
     assert back.timestamps == pytest.approx(traj.timestamps[[0, 2, 3]], abs=1e-6)
     assert back.poses[1, :3, :3] == pytest.approx(traj.poses[2, :3, :3] / 3.0, abs=1e-8)
@@ -61,7 +61,7 @@ def test_tum_reader_accepts_commas_and_comments(tmp_path):
 
 def test_kitti_round_trip_with_times(tmp_path):
     traj = random_trajectory(20, seed=3)
-    write_kitti(traj, tmp_path / "00.txt")
+    write_kitti_trajectory(tmp_path / "00.txt", traj)
     (tmp_path / "times.txt").write_text("".join(f"{t:.9f}\n" for t in traj.timestamps))
     back = read_kitti(tmp_path / "00.txt", tmp_path / "times.txt")
     assert np.abs(back.poses - traj.poses).max() < 1e-7 * np.abs(traj.poses).max()
@@ -73,8 +73,8 @@ def test_kitti_round_trip_with_times(tmp_path):
 
 def test_detect_format_and_generic_io(tmp_path):
     traj = random_trajectory(5)
-    write_trajectory(traj, tmp_path / "a.txt", "tum")
-    write_trajectory(traj, tmp_path / "b.txt", "kitti")
+    write_trajectory(tmp_path / "a.txt", traj, "tum")
+    write_trajectory(tmp_path / "b.txt", traj, "kitti")
     assert detect_format(tmp_path / "a.txt") == "tum"
     assert detect_format(tmp_path / "b.txt") == "kitti"
     assert read_trajectory(tmp_path / "b.txt").poses == pytest.approx(traj.poses, abs=1e-6)

@@ -189,10 +189,10 @@ class TumDataset(Dataset):
         return self._gt_poses is not None
 
     def ground_truth(self) -> Trajectory | None:
-        """Ground-truth poses at the rgb stamps of the streamed frames that have one."""
+        """Ground truth at the rgb stamps, one row per streamed frame (NaN pose where none matched)."""
         if self._gt_poses is None:
             return None
-        return Trajectory(self._stamps[self._selected], self._gt_poses[self._selected]).finite()
+        return Trajectory(self._stamps[self._selected], self._gt_poses[self._selected])
 
     def __iter__(self) -> Iterator[Frame]:
         for index, i in enumerate(self._selected):

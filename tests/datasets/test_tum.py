@@ -111,9 +111,12 @@ def test_ground_truth_nearest_within_max_diff(tmp_path):
     assert frames[2].gt_pose is None
     assert frames[1].gt_pose[:3, 3] == pytest.approx([1, 2, 0])
     assert frames[3].gt_pose[:3, 3] == pytest.approx([2, 4, 0])
-    traj = ds.ground_truth()
-    assert traj.timestamps.tolist() == pytest.approx([0.0, 0.1, 0.3])
-    assert traj.positions[:, 0].tolist() == pytest.approx([0, 1, 2])
+    traj = ds.ground_truth()  # one row per streamed frame, NaN where no pose matched
+    assert traj.timestamps.tolist() == pytest.approx(rgb)
+    assert np.isnan(traj.poses[2]).all()
+    finite = traj.finite()
+    assert finite.timestamps.tolist() == pytest.approx([0.0, 0.1, 0.3])
+    assert finite.positions[:, 0].tolist() == pytest.approx([0, 1, 2])
 
 
 @pytest.mark.parametrize("camera", ["1", "2", "3"])
