@@ -71,8 +71,13 @@ class GraphConfig:
             (divided by the pair estimate's confidence).
         robust: robust kernel of loop edges: ``cauchy``, ``huber`` or ``none``.
         robust_k: kernel width in whitened units (sigmas).
-        final_gnc: run a graduated non-convexity (GNC, truncated least squares) batch optimisation at
-            ``finalize`` with odometry edges as known inliers; it drops loops that disagree with the rest.
+        max_residual: a loop (or segment link) whose whitened residual (Mahalanobis norm, in sigmas) in the
+            least-squares solution exceeds this is inconsistent with the rest of the graph and is dropped.
+            Checked right after each loop is added (online) and again at ``finalize``.
+        final: batch re-solve at ``finalize``: ``consistency`` (least squares; the edge with the largest
+            residual above ``max_residual`` is dropped and the graph re-solved, until none is), ``gnc``
+            (GTSAM's graduated non-convexity, truncated least squares, odometry as known inliers) or
+            ``robust`` (Levenberg-Marquardt with the robust kernels only).
         relinearize_threshold: iSAM2 relinearisation threshold.
     """
 
@@ -83,18 +88,22 @@ class GraphConfig:
     loop_sigma_rot_deg: float = 1.0
     loop_sigma_trans: float = 0.02
     loop_sigma_scale: float = 0.02
-    robust: str = "cauchy"
-    robust_k: float = 1.0
-    final_gnc: bool = True
+    robust: str = "huber"
+    robust_k: float = 3.0
+    max_residual: float = 5.0
+    final: str = "consistency"
     relinearize_threshold: float = 0.01
 
     def validate(self) -> None:
         if self.type not in ("sim3", "se3", "auto"):
             raise ValueError(f"type must be sim3, se3 or auto, got {self.type!r}")
+        if self.final not in ("consistency", "gnc", "robust"):
+            raise ValueError(f"final must be consistency, gnc or robust, got {self.final!r}")
         if self.robust not in ("cauchy", "huber", "none"):
             raise ValueError(f"robust must be cauchy, huber or none, got {self.robust!r}")
         sigmas = [self.odometry_sigma_rot_deg, self.odometry_sigma_trans, self.odometry_sigma_scale,
-                  self.loop_sigma_rot_deg, self.loop_sigma_trans, self.loop_sigma_scale, self.robust_k]
+                  self.loop_sigma_rot_deg, self.loop_sigma_trans, self.loop_sigma_scale, self.robust_k,
+                  self.max_residual]
         if min(sigmas) <= 0:
             raise ValueError("noise sigmas and robust_k must be > 0")
 
@@ -149,17 +158,22 @@ class GlobalAlignmentConfig:
         max_distance: correspondence gate, relative to the point's depth.
         huber: Huber width of the point residuals, relative to depth.
         skip_edges: also align keyframe i with i+2..i+1+skip_edges (covisibility), not only graph edges.
+        prior_weight: weight of each graph edge's own measurement (as virtual point pairs) relative to the
+            edge's real point pairs; keeps directions that the geometry leaves free (a flat wall) in place.
     """
 
     enabled: bool | None = None
     every_k: int = 0
     iterations: int = 10
     max_points: int = 2000
-    max_distance: float = 0.05
+    max_distance: float = 0.02
     huber: float = 0.01
     skip_edges: int = 2
+    prior_weight: float = 0.5
 
     def validate(self) -> None:
+        if self.prior_weight < 0:
+            raise ValueError("prior_weight must be >= 0")
         if self.every_k < 0 or self.iterations < 0 or self.max_points < 10 or self.skip_edges < 0:
             raise ValueError("every_k, iterations, skip_edges must be >= 0 and max_points >= 10")
         if self.max_distance <= 0 or self.huber <= 0:

@@ -52,7 +52,7 @@ class BackendEngine:
         self.timings: dict[str, list[float]] = {"graph_ms": [], "retrieval_ms": [], "verify_ms": [],
                                                 "alignment_ms": [], "segment_link_ms": []}
         self.counters = {"segment_links": 0, "segment_link_failures": 0, "alignment_runs": 0,
-                         "loops_rejected_by_gnc": 0}
+                         "edges_rejected_in_final": 0}
         self.published: tuple[int, dict[int, np.ndarray]] = (0, {})
         self._pending_loop_checks: deque[int] = deque()
         self._alignment_due = False
@@ -106,13 +106,15 @@ class BackendEngine:
         if len(self.keyframes) == 0:
             return
         t0 = time.perf_counter()
-        rejected = self.graph.optimize_batch(gnc=self.cfg.graph.final_gnc)
+        rejected = self.graph.optimize_batch(self.cfg.graph.final, self.cfg.graph.max_residual)
         for edge in rejected:
-            self.counters["loops_rejected_by_gnc"] += 1
+            self.counters["edges_rejected_in_final"] += 1
+            why = (f"inconsistent with the graph (residual {edge.info['residual']:.1f} sigma)"
+                   if "residual" in edge.info else f"rejected by {edge.info.get('rejected_by')}")
             for rec in self.loop_records:
                 if rec.get("edge_id") == id(edge):
                     rec["accepted"] = False
-                    rec["reason"] = "rejected by GNC in the final optimisation"
+                    rec["reason"] = f"{why} in the final optimisation"
             self.accepted = [lp for lp in self.accepted if (lp.kf_a, lp.kf_b) != (edge.a, edge.b)]
         self.timings["graph_ms"].append(1e3 * (time.perf_counter() - t0))
         if self.cfg.alignment_enabled:

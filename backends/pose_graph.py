@@ -162,41 +162,62 @@ class PoseGraph:
         self._new_values = self._values(self._estimate)
         self.update(extra_iterations=2)
 
-    def optimize_batch(self, gnc: bool = False) -> list[Edge]:
+    def whitened_residual(self, edge: Edge, poses: dict[int, np.ndarray] | None = None) -> float:
+        """Mahalanobis norm (in sigmas, no robust kernel) of an edge's error at ``poses`` (default: current)."""
+        poses = self._estimate if poses is None else poses
+        values = self._values({edge.a: poses[edge.a], edge.b: poses[edge.b]})
+        return float(np.sqrt(2.0 * self._between_factor(edge, robust=False).error(values)))
+
+    def optimize_batch(self, mode: str = "consistency", max_residual: float = 5.0) -> list[Edge]:
         """Re-solve the whole graph in batch from the current estimate and restart iSAM2 from the result.
 
-        With ``gnc``, a GNC optimiser (truncated least squares) decides which non-trusted edges (loops,
-        segment links) are outliers; those are removed from the graph and returned.
+        Modes: ``consistency``: least squares; while the non-trusted edge (loop, segment link) with the
+        largest whitened residual exceeds ``max_residual``, drop it and re-solve. ``gnc``: GTSAM's GNC
+        (truncated least squares, trusted edges as known inliers) drops edges with weight < 0.5.
+        ``robust``: Levenberg-Marquardt with the robust kernels. Returns the dropped edges.
         """
         if self._prior_id is None:
             return []
         self.update()
-        initial = self._values(self._estimate)
         rejected: list[Edge] = []
-        if gnc and any(e.kind not in TRUSTED_KINDS for e in self.edges):
+        if mode == "gnc" and any(e.kind not in TRUSTED_KINDS for e in self.edges):
             graph = self._full_graph(robust=False)
             params = gtsam.GncLMParams()
             params.setLossType(gtsam.GncLossType.TLS)
             params.setKnownInliers([0] + [i + 1 for i, e in enumerate(self.edges) if e.kind in TRUSTED_KINDS])
-            optimizer = gtsam.GncLMOptimizer(graph, initial, params)
+            optimizer = gtsam.GncLMOptimizer(graph, self._values(self._estimate), params)
             optimizer.setInlierCostThresholdsAtProbability(0.99)
             result = optimizer.optimize()
             weights = np.asarray(optimizer.getWeights())
-            keep = []
-            for i, edge in enumerate(self.edges):
-                if weights[i + 1] < 0.5:
-                    edge.info["rejected_by"] = "gnc"
-                    rejected.append(edge)
-                else:
-                    keep.append(edge)
-            self.edges = keep
+            rejected = [e for i, e in enumerate(self.edges) if weights[i + 1] < 0.5]
+            self.edges = [e for i, e in enumerate(self.edges) if weights[i + 1] >= 0.5]
+            self._read_estimate(result)
+        elif mode == "consistency":
+            start = self.poses()
+            while True:
+                self._estimate.update(start)
+                self._read_estimate(self._solve_lm(robust=False))
+                residuals = [(self.whitened_residual(e), i) for i, e in enumerate(self.edges)
+                             if e.kind not in TRUSTED_KINDS]
+                if not residuals or max(residuals)[0] <= max_residual:
+                    break
+                worst_res, worst = max(residuals)
+                edge = self.edges.pop(worst)
+                edge.info["residual"] = round(worst_res, 3)
+                rejected.append(edge)
         else:
-            params = gtsam.LevenbergMarquardtParams()
-            params.setMaxIterations(100)
-            result = gtsam.LevenbergMarquardtOptimizer(self._full_graph(robust=True), initial, params).optimize()
-        self._read_estimate(result)
+            self._read_estimate(self._solve_lm(robust=True))
+        for edge in rejected:
+            edge.info["rejected_by"] = mode
         self.rebuild()
         return rejected
+
+    def _solve_lm(self, robust: bool) -> gtsam.Values:
+        params = gtsam.LevenbergMarquardtParams()
+        params.setMaxIterations(100)
+        params.setRelativeErrorTol(1e-8)
+        graph = self._full_graph(robust=robust)
+        return gtsam.LevenbergMarquardtOptimizer(graph, self._values(self._estimate), params).optimize()
 
     def error(self) -> float:
         """Total (robust) factor-graph error of the current estimate."""
