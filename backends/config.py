@@ -134,7 +134,7 @@ class LoopClosureConfig:
     inlier_distance: float = 0.02
     min_inlier_ratio: float = 0.5
     max_correction: float = 0.2
-    refine: bool = True
+    refine: bool = False
     max_loops_per_keyframe: int = 1
 
     def validate(self) -> None:
@@ -158,8 +158,8 @@ class GlobalAlignmentConfig:
         max_distance: correspondence gate, relative to the point's depth.
         huber: Huber width of the point residuals, relative to depth.
         skip_edges: also align keyframe i with i+2..i+1+skip_edges (covisibility), not only graph edges.
-        prior_weight: weight of each graph edge's own measurement (as virtual point pairs) relative to the
-            edge's real point pairs; keeps directions that the geometry leaves free (a flat wall) in place.
+        prior_weight: weight of each graph edge's relative pose in the pose-graph solution (as virtual point
+            pairs) relative to the edge's real point pairs; holds directions that the geometry leaves free.
     """
 
     enabled: bool | None = None
@@ -169,7 +169,7 @@ class GlobalAlignmentConfig:
     max_distance: float = 0.02
     huber: float = 0.01
     skip_edges: int = 2
-    prior_weight: float = 0.5
+    prior_weight: float = 0.1
 
     def validate(self) -> None:
         if self.prior_weight < 0:

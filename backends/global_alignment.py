@@ -9,8 +9,9 @@ differences, whitened by ``huber * depth`` and weighted by both points' normalis
 kernel. Each outer iteration re-associates and takes one damped Gauss-Newton step on all poses jointly
 (left-multiplicative update ``P <- Exp(delta) P``, ``delta = (omega, v, log s)``; the first keyframe is
 fixed; SE(3) mode keeps every scale at 1). A graph edge whose keyframes share too few correspondences
-contributes "virtual" point pairs built from its current measurement instead, so the problem stays
-connected.
+contributes "virtual" point pairs built from its relative pose in the input solution instead, so the
+problem stays connected; every graph edge also contributes them with a small weight (``prior_weight``),
+which holds the directions that geometry leaves free (sliding along a wall) at the pose-graph solution.
 
 The result replaces the measurement of every edge that had enough real correspondences by the aligned
 relative pose, so that the re-seeded pose graph reproduces the aligned poses.
@@ -139,10 +140,11 @@ def align_keyframes(keyframes: dict[int, Keyframe], poses: dict[int, np.ndarray]
     col = {k: i for i, k in enumerate(ids)}
     views = {k: _prepare(keyframes[k], cfg.max_points, min_confidence) for k in ids}
     P = {k: np.asarray(poses[k], dtype=np.float64).copy() for k in ids}
+    # each graph edge's relative pose in the input solution (which already fuses odometry and loops)
     measured: dict[tuple[int, int], np.ndarray] = {}
     for e in edges:
         if e.a in col and e.b in col and e.a != e.b:
-            measured.setdefault((e.a, e.b), e.T_ab)
+            measured.setdefault((e.a, e.b), sim3.relative(P[e.a], P[e.b]))
     pairs = set()
     for a, b in measured:
         pairs.add((min(a, b), max(a, b)))

@@ -125,7 +125,8 @@ def check_geometry(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: LoopCl
     if len(src) < 20 or len(dst) < 20:
         return Verification(False, "too few confident points", T_ab, confidence)
     depth = float(np.median(dst[:, 2]))
-    dist = cfg.inlier_distance * depth
+    # never below the spacing of the stored (downsampled) pointmap's samples at that depth
+    dist = max(cfg.inlier_distance, 0.75 / float(kf_a.K[0, 0])) * depth
     tree = cKDTree(dst)
     T = T_ab
     info: dict[str, Any] = {}

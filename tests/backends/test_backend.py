@@ -1,0 +1,258 @@
+"""Backend tests on synthetic data: keyframes, pose graph, loops, robustness, global alignment, worker."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from backends import BackendConfig, SlamBackend, sim3
+from backends.alignment import ransac_umeyama, robust_icp, umeyama
+from backends.config import GlobalAlignmentConfig, GraphConfig, KeyframeConfig
+from backends.global_alignment import align_keyframes
+from backends.keyframer import Keyframer
+from backends.pose_graph import Edge, PoseGraph
+from slam.errors import ConfigError
+from slam.types import FrontendOutput
+from tests.backends.synthetic import FakeFrontend, ate, loop_trajectory, make_frames, run_backend
+
+
+@pytest.fixture(scope="module")
+def loop_scene():
+    """A 150-frame loop (1.1 turns) with ground truth and rendered frames."""
+    poses = loop_trajectory(150, turns=1.1)
+    return poses, make_frames(poses)
+
+
+def config(preset: str, **kwargs) -> BackendConfig:
+    """Sync config for the tiny synthetic images (64x48): keyframe pointmaps at stride 2."""
+    cfg = BackendConfig(preset=preset, sync=True, **kwargs)
+    cfg.keyframe.stride = 2
+    return cfg
+
+
+def drifting() -> FakeFrontend:
+    return FakeFrontend(drift_rot_deg=0.2, drift_scale=1.01)
+
+
+# ---------------------------------------------------------------------------------------------- config
+def test_config_from_dict_and_errors():
+    cfg = BackendConfig.from_dict({"preset": "loops", "graph": {"type": "sim3"}, "keyframe": {"stride": 4}})
+    assert cfg.loops_enabled and not cfg.alignment_enabled and cfg.use_sim3(metric=True)
+    assert BackendConfig().use_sim3(metric=False) and not BackendConfig().use_sim3(metric=True)
+    assert not BackendConfig(preset="odometry").loops_enabled
+    with pytest.raises(ConfigError, match="backend.graph.kind"):
+        BackendConfig.from_dict({"graph": {"kind": "sim3"}})
+    with pytest.raises(ConfigError, match="preset"):
+        BackendConfig.from_dict({"preset": "fast"})
+    with pytest.raises(ConfigError, match="keyframe.stride"):
+        BackendConfig.from_dict({"keyframe": {"stride": "four"}})
+
+
+# ---------------------------------------------------------------------------------------------- keyframes
+def _output(T: np.ndarray, segment: int = 0) -> FrontendOutput:
+    h, w = 24, 32
+    K = np.array([[30.0, 0, 15.5], [0, 30.0, 11.5], [0, 0, 1]])
+    v, u = np.mgrid[0:h, 0:w]
+    pts = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones((h, w))], -1) * 2.0
+    return FrontendOutput(pose=T, points=pts.astype(np.float32), confidence=np.ones((h, w), np.float32), K=K,
+                          segment=segment)
+
+
+def _moved(t=(0, 0, 0), rot_deg=0.0) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_euler("y", rot_deg, degrees=True).as_matrix()
+    T[:3, 3] = t
+    return T
+
+
+def test_keyframe_thresholds():
+    cfg = KeyframeConfig(translation=0.1, rotation_deg=10.0, min_overlap=0.7, stride=2)
+    kfr = Keyframer(cfg)
+    first = _output(np.eye(4))
+    d = kfr.decide(first)
+    assert d.is_keyframe and d.reason == "first"
+    frames = make_frames(np.eye(4)[None], 24, 32)
+    kf = kfr.make_keyframe(0, frames[0], first, np.eye(4))
+    assert kf.points.shape == (12, 16, 3) and np.allclose(kf.K[0, 0], 15.0)
+    kfr.observe(d, kf)
+    # median depth is 2: translation 0.15 -> 0.075 < 0.1; 0.25 -> 0.125 > 0.1
+    assert not kfr.decide(_output(_moved((0.15, 0, 0)))).is_keyframe
+    assert kfr.decide(_output(_moved((0.25, 0, 0)))).reason == "translation"
+    assert not kfr.decide(_output(_moved(rot_deg=5.0))).is_keyframe
+    assert kfr.decide(_output(_moved(rot_deg=12.0))).reason == "rotation"
+    assert kfr.decide(_output(np.eye(4), segment=1)).reason == "segment"
+    # overlap alone: with huge motion thresholds, a 9 degree turn hides > 30 % of a narrow view
+    kfr2 = Keyframer(KeyframeConfig(translation=10, rotation_deg=90, min_overlap=0.7))
+    kfr2.observe(kfr2.decide(first), kfr2.make_keyframe(0, frames[0], first, np.eye(4)))
+    d = kfr2.decide(_output(_moved(rot_deg=20.0)))
+    assert d.reason == "overlap" and d.overlap < 0.7
+    assert not kfr2.decide(_output(_moved(rot_deg=2.0))).is_keyframe
+
+
+# ---------------------------------------------------------------------------------------------- alignment
+def test_umeyama_ransac_and_icp_recover_sim3():
+    rng = np.random.default_rng(1)
+    src = rng.uniform(-1, 1, (300, 3))
+    T = sim3.make_sim3(Rotation.from_rotvec([0.1, -0.2, 0.3]).as_matrix(), [0.5, -0.1, 0.2], 1.3)
+    dst = sim3.transform_points(T, src)
+    assert np.allclose(umeyama(src, dst), T, atol=1e-9)
+    noisy = dst.copy()
+    noisy[:60] += rng.uniform(-2, 2, (60, 3))  # 20 % outliers
+    T_r, inl = ransac_umeyama(src, noisy, threshold=0.01)
+    assert np.allclose(T_r, T, atol=1e-6) and inl[60:].all() and inl[:60].sum() < 5
+    init = sim3.make_sim3(Rotation.from_rotvec([0.12, -0.18, 0.33]).as_matrix(), [0.45, -0.05, 0.25], 1.25)
+    res = robust_icp(src, dst, init, inlier_distance=0.02, with_scale=True, iterations=100)
+    assert res.inlier_ratio > 0.95
+    assert np.abs(sim3.transform_points(res.T, src) - dst).max() < 1e-3
+
+
+# ---------------------------------------------------------------------------------------------- pose graph
+def _circle_graph(n: int, use_sim3: bool, drift_deg: float):
+    gt = loop_trajectory(n)
+    graph = PoseGraph(GraphConfig(), use_sim3)
+    err = Rotation.from_euler("y", drift_deg, degrees=True).as_matrix()
+    graph.add_node(0, gt[0])
+    for i in range(1, n):
+        meas = sim3.relative(gt[i - 1], gt[i])
+        meas[:3, :3] = err @ meas[:3, :3]
+        graph.add_node(i, graph.poses()[i - 1] @ meas)
+        graph.add_edge(Edge(i - 1, i, meas, graph.sigmas(0.5, 0.02, 0.01)))
+        graph.update()
+    return gt, graph
+
+
+@pytest.mark.parametrize("use_sim3", [False, True])
+def test_pose_graph_loop_recovers_drift(use_sim3):
+    gt, graph = _circle_graph(40, use_sim3, drift_deg=0.5)
+    before = ate(np.stack(list(graph.poses().values())), gt)
+    graph.add_edge(Edge(0, 39, sim3.relative(gt[0], gt[39]), graph.sigmas(0.5, 0.02, 0.01), kind="loop",
+                        robust=True))
+    graph.update(extra_iterations=3)
+    graph.optimize_batch("consistency")
+    after = ate(np.stack(list(graph.poses().values())), gt)
+    assert len(graph.edges) == 40  # the true loop was kept
+    assert after < 0.3 * before, (before, after)
+
+
+def test_pose_graph_consistency_drops_false_loop():
+    gt, graph = _circle_graph(40, False, drift_deg=0.1)
+    graph.add_edge(Edge(0, 39, sim3.relative(gt[0], gt[39]), graph.sigmas(1, 0.02, 0.02), kind="loop", robust=True))
+    graph.add_edge(Edge(5, 25, np.eye(4), graph.sigmas(1, 0.02, 0.02), kind="loop", robust=True))  # wrong
+    graph.update(extra_iterations=3)
+    rejected = graph.optimize_batch("consistency", max_residual=5.0)
+    assert [(e.a, e.b) for e in rejected] == [(5, 25)]
+
+
+# ---------------------------------------------------------------------------------------------- full backend
+def test_odometry_preset_chains_frontend_poses(loop_scene):
+    poses, frames = loop_scene
+    be = run_backend(config("odometry"), FakeFrontend(), frames)
+    P = be.frame_poses()
+    assert P.shape == (150, 4, 4)
+    A = poses[0] @ np.linalg.inv(P[0])
+    assert np.abs(A @ P - poses).max() < 1e-9
+    assert 10 < len(be.keyframes()) < 60 and be.loops() == []
+
+
+def test_drift_loop_closure_and_alignment_cut_ate(loop_scene):
+    poses, frames = loop_scene
+    odo = ate(run_backend(config("odometry"), drifting(), frames).frame_poses(), poses)
+    be = run_backend(config("full"), drifting(), frames)
+    full = ate(be.frame_poses(), poses)
+    assert len(be.loops()) >= 1
+    assert be.metrics()["alignment_runs"] == 1
+    assert full <= 0.3 * odo, (odo, full)
+
+
+def test_false_loop_is_survived(loop_scene):
+    poses, frames = loop_scene
+
+    def run(wrong: bool) -> float:
+        cfg = config("full")
+        be = SlamBackend(cfg, drifting(), metric=True)
+        fe = be.engine.frontend
+        for i, f in enumerate(frames):
+            be.process(f, fe.step(f))
+            if wrong and i == 120:  # force a loop between distant keyframes, bypassing verification
+                n = len(be.keyframes())
+                edge = Edge(2, n - 8, np.eye(4), be.engine._loop_sigmas(2, 1.0), kind="loop", robust=True)
+                be.engine.add_loop_edge(edge)
+                be.engine.graph.update(extra_iterations=3)
+        be.finalize()
+        be.close()
+        return ate(be.frame_poses(), poses)
+
+    clean, corrupted = run(False), run(True)
+    assert corrupted < 1.10 * clean, (clean, corrupted)
+
+
+def test_async_worker_matches_sync(loop_scene):
+    poses, frames = loop_scene
+    sync = run_backend(config("loops"), drifting(), frames)
+    cfg = config("loops", queue_size=2)
+    cfg.sync = False
+    asyn = run_backend(cfg, drifting(), frames)
+    assert len(sync.keyframes()) == len(asyn.keyframes())
+    assert [(lp.kf_a, lp.kf_b) for lp in sync.loops()] == [(lp.kf_a, lp.kf_b) for lp in asyn.loops()]
+    assert np.abs(sync.frame_poses() - asyn.frame_poses()).max() < 1e-4
+
+
+def test_segments_are_linked_by_pair_estimates(loop_scene):
+    poses, frames = loop_scene
+    fe = FakeFrontend(reset_every=40)
+    be = run_backend(config("odometry"), fe, frames)
+    m = be.metrics()
+    assert m["segment_links"] == 3 and m["segment_link_failures"] == 0
+    assert len({kf.segment for kf in be.keyframes()}) == 4
+    assert ate(be.frame_poses(), poses) < 0.02  # the segments' worlds (all start at identity) were not merged
+
+
+def test_sim3_graph_with_up_to_scale_frontend(loop_scene):
+    poses, frames = loop_scene
+    be = run_backend(config("full"), FakeFrontend(metric=False), frames, metric=False)
+    assert be.metrics()["graph"] == "sim3"
+    assert ate(be.frame_poses(), poses, with_scale=True) < 0.02
+
+
+def test_outputs_and_metrics(loop_scene, tmp_path):
+    poses, frames = loop_scene
+    be = run_backend(config("loops"), drifting(), frames)
+    be.write_outputs(tmp_path)
+    rows = np.loadtxt(tmp_path / "keyframes.tum")
+    assert rows.shape == (len(be.keyframes()), 8)
+    assert np.allclose(np.linalg.norm(rows[:, 4:], axis=1), 1.0)
+    doc = json.loads((tmp_path / "loops.json").read_text())
+    assert len(doc["accepted"]) == len(be.loops()) >= 1
+    assert all({"kf_a", "kf_b", "score", "accepted", "reason"} <= set(c) for c in doc["candidates"])
+    m = be.metrics()
+    json.dumps(m)
+    assert m["keyframes"] == len(be.keyframes()) and m["loops_accepted"] == len(be.loops())
+
+
+# ---------------------------------------------------------------------------------------------- alignment
+def test_global_alignment_reduces_perturbation():
+    gt = loop_trajectory(120)[::4]
+    frames = make_frames(gt, 96, 128)
+    fe = FakeFrontend()
+    kfr = Keyframer(KeyframeConfig(stride=2))
+    kfs = {i: kfr.make_keyframe(i, f, fe.step(f), f.gt_pose) for i, f in enumerate(frames)}
+    rng = np.random.default_rng(0)
+    pert = {0: gt[0]}
+    for i in range(1, len(gt)):
+        dT = sim3.make_sim3(Rotation.from_rotvec(rng.normal(0, 0.003, 3)).as_matrix(), rng.normal(0, 0.01, 3))
+        pert[i] = dT @ gt[i]
+    # the edges carry the perturbed relative poses: only the pointmaps can undo the perturbation
+    edges = [Edge(i, i + 1, sim3.relative(pert[i], pert[i + 1]), np.ones(6)) for i in range(len(gt) - 1)]
+
+    def rpe(P):
+        d = [sim3.relative(P[i], P[i + 1])[:3, 3] - sim3.relative(gt[i], gt[i + 1])[:3, 3] for i in range(len(gt) - 1)]
+        return float(np.sqrt(np.mean(np.sum(np.square(d), axis=1))))
+
+    aligned, new_edges, stats = align_keyframes(kfs, pert, edges, GlobalAlignmentConfig(prior_weight=0.05), 0.0,
+                                                use_sim3=False)
+    assert rpe(aligned) < 0.6 * rpe(pert), (rpe(pert), rpe(aligned))
+    assert stats["final_cost"] < stats["initial_cost"]
+    assert all(e.info.get("aligned") for e in new_edges)
