@@ -244,8 +244,9 @@ class RerunSink(Sink):
             s.log(paths.CAMERA, rr.Pinhole(image_from_camera=K_view, resolution=[size[1], size[0]]))
             self._pinhole = key
         s.log(paths.CAMERA_IMAGE, rr.Image(_resize(rgb, dsize, cv2.INTER_AREA)))
-        depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
-        s.log(paths.CAMERA_DEPTH, rr.DepthImage(_resize(depth, dsize, cv2.INTER_NEAREST), meter=1.0))
+        depth = _resize(np.asarray(depth, dtype=np.float32), dsize, cv2.INTER_NEAREST)
+        depth[~(np.isfinite(depth) & (depth > 0))] = 0.0
+        s.log(paths.CAMERA_DEPTH, rr.DepthImage(depth, meter=1.0))
         if conf is not None:
             s.log(paths.CAMERA_CONFIDENCE, rr.Image(confidence_colors(_resize(conf, dsize, cv2.INTER_NEAREST))))
 
@@ -345,9 +346,9 @@ class RerunSink(Sink):
 
 
 def _resize(image: np.ndarray, dsize: tuple[int, int], interpolation: int) -> np.ndarray:
-    """cv2.resize to ``dsize = (width, height)``, skipped when the size already matches."""
+    """cv2.resize to ``dsize = (width, height)`` into a new array (a copy when the size already matches)."""
     if image.shape[1] == dsize[0] and image.shape[0] == dsize[1]:
-        return np.ascontiguousarray(image)
+        return np.array(image, order="C", copy=True)
     return cv2.resize(np.ascontiguousarray(image), dsize, interpolation=interpolation)
 
 
