@@ -281,6 +281,8 @@ class RerunSink(Sink):
         if self.keyframe_map.version == self._map_version and not force:
             return
         points, colors = self.keyframe_map.fused()
+        if not len(points):
+            return
         if len(points) > self.cfg.map_max_points:
             pick = np.random.default_rng(0).choice(len(points), self.cfg.map_max_points, replace=False)
             points, colors = points[pick], colors[pick]
@@ -341,8 +343,16 @@ class RerunSink(Sink):
                                         if mesh.has_vertex_normals() else None,
                                         vertex_colors=colors))
         if self.log_ms:
-            log.info("Rerun sink: %.2f ms/frame mean logging time over %d frames",
-                     float(np.mean(self.log_ms)), len(self.log_ms))
+            log.info("Rerun sink: %.2f ms/frame mean logging time over %d frames", self.stats()["mean_ms"],
+                     len(self.log_ms))
+
+    def stats(self) -> dict[str, float]:
+        """Logging cost so far: frames, mean / median / 95th percentile ms per frame, current image stride."""
+        ms = np.asarray(self.log_ms, dtype=np.float64)
+        if not len(ms):
+            return {"frames": 0}
+        return {"frames": len(ms), "mean_ms": float(ms.mean()), "median_ms": float(np.median(ms)),
+                "p95_ms": float(np.percentile(ms, 95)), "image_stride": self.heavy_stride}
 
 
 def _resize(image: np.ndarray, dsize: tuple[int, int], interpolation: int) -> np.ndarray:

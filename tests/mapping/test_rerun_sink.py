@@ -161,6 +161,8 @@ def test_budget_lowers_the_image_rate(tmp_path):
     sink = RerunSink(VizConfig(mode="save", budget_ms=1e-3), tmp_path)
     _drive(sink, n=40)
     assert sink.heavy_stride > 1
+    stats = sink.stats()
+    assert stats["frames"] == 40 and stats["mean_ms"] > 0 and stats["image_stride"] == sink.heavy_stride
     rrd = read_rrd(tmp_path / "run.rrd")
     assert len(rrd.rows["/world/camera/image"]) < 30
     assert len(rrd.with_component("/world/camera", "Transform3D:translation")) == 40  # poses are always logged
