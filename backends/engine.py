@@ -69,15 +69,13 @@ class BackendEngine:
         t0 = time.perf_counter()
         self.keyframes[kf.id] = kf
         self.depth[kf.id] = median_depth(kf.points, kf.confidence, self.cfg.keyframe.min_confidence)
-        poses = self.graph.poses()
         if job.prev_id is not None and job.odometry is not None:
-            self.graph.add_node(kf.id, poses[job.prev_id] @ job.odometry)
+            self.graph.add_node(kf.id, self.graph.pose(job.prev_id) @ job.odometry)
             self.graph.add_edge(Edge(job.prev_id, kf.id, job.odometry, self._odometry_sigmas(job.prev_id)))
-        elif not poses:
-            start = sim3.rigid(kf.frontend_pose)
-            self.graph.add_node(kf.id, start)
+        elif len(self.graph) == 0:
+            self.graph.add_node(kf.id, sim3.rigid(kf.frontend_pose))
         else:
-            self._link_segment(kf, poses)
+            self._link_segment(kf, self.graph.poses())
         self.graph.update()
         self.timings["graph_ms"].append(1e3 * (time.perf_counter() - t0))
         if self._loops is not None:
@@ -170,7 +168,7 @@ class BackendEngine:
         candidates = self._loops.retrieve(kf, max_id)
         self.timings["retrieval_ms"].append(1e3 * (time.perf_counter() - t0))
         n_accepted = 0
-        added = False
+        oldest = None
         for cand_id, score in candidates:
             rec: dict[str, Any] = {"kf_a": int(cand_id), "kf_b": int(kf_id), "score": round(float(score), 4)}
             if n_accepted >= self.cfg.loop_closure.max_loops_per_keyframe:
@@ -188,11 +186,11 @@ class BackendEngine:
                 self.add_loop_edge(edge)
                 rec["edge_id"] = id(edge)
                 n_accepted += 1
-                added = True
+                oldest = cand_id if oldest is None else min(oldest, cand_id)
             self.loop_records.append(rec)
-        if added:
+        if oldest is not None:
             t1 = time.perf_counter()
-            self.graph.update(extra_iterations=3)
+            self.graph.update(extra_iterations=3, read_from=oldest)
             self.timings["graph_ms"].append(1e3 * (time.perf_counter() - t1))
             self._publish()
 

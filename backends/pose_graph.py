@@ -117,26 +117,46 @@ class PoseGraph:
         return cls(_key(edge.a), _key(edge.b), meas, noise)
 
     # ------------------------------------------------------------------ solving
-    def update(self, extra_iterations: int = 0) -> None:
-        """Run one iSAM2 update with the queued nodes/factors (plus ``extra_iterations`` re-linearisations)."""
+    def update(self, extra_iterations: int = 0, read_from: int | None = None) -> None:
+        """Run one iSAM2 update with the queued nodes/factors (plus ``extra_iterations`` re-linearisations).
+
+        Reading poses back costs O(number read): by default only the nodes touched by the new factors are
+        read (an odometry step barely moves older nodes); ``read_from`` reads every node with id >= it
+        (after a loop edge: its older end), ``read_from=-1`` reads all.
+        """
         if self._new_factors.size() == 0 and self._new_values.size() == 0:
             return
+        touched = {gtsam.Symbol(k).index() for i in range(self._new_factors.size())
+                   for k in self._new_factors.at(i).keys()}
         self._isam.update(self._new_factors, self._new_values)
         for _ in range(extra_iterations):
             self._isam.update()
         self._new_factors = gtsam.NonlinearFactorGraph()
         self._new_values = gtsam.Values()
-        self._read_estimate(self._isam.calculateEstimate())
+        ids = touched if read_from is None else [k for k in self._estimate if k >= read_from]
+        self._read_estimate(None, ids)
 
-    def _read_estimate(self, values: gtsam.Values) -> None:
-        get = values.atSimilarity3 if self.sim3 else values.atPose3
-        for kf_id in self._estimate:
-            if values.exists(_key(kf_id)):
-                self._estimate[kf_id] = sim3.from_gtsam(get(_key(kf_id)))
+    def _read_estimate(self, values: gtsam.Values | None, ids=None) -> None:
+        """Copy poses from ``values`` (None: from iSAM2, per key) for ``ids`` (default: all nodes)."""
+        ids = list(self._estimate) if ids is None else ids
+        for kf_id in ids:
+            key = _key(kf_id)
+            if values is None:
+                value = (self._isam.calculateEstimateSimilarity3(key) if self.sim3
+                         else self._isam.calculateEstimatePose3(key))
+            elif values.exists(key):
+                value = values.atSimilarity3(key) if self.sim3 else values.atPose3(key)
+            else:
+                continue
+            self._estimate[kf_id] = sim3.from_gtsam(value)  # replaced, never mutated: shallow copies are safe
+
+    def pose(self, kf_id: int) -> np.ndarray:
+        """Current estimate of one node (4x4, do not modify)."""
+        return self._estimate[kf_id]
 
     def poses(self) -> dict[int, np.ndarray]:
-        """Current estimate: keyframe id -> 4x4 ``T_wk`` (includes nodes queued but not yet solved)."""
-        return {k: v.copy() for k, v in self._estimate.items()}
+        """Current estimate: keyframe id -> 4x4 ``T_wk`` (shallow copy; the arrays must not be modified)."""
+        return dict(self._estimate)
 
     def _full_graph(self, robust: bool) -> gtsam.NonlinearFactorGraph:
         graph = gtsam.NonlinearFactorGraph()
@@ -160,7 +180,7 @@ class PoseGraph:
         self._isam = self._make_isam()
         self._new_factors = self._full_graph(robust=True)
         self._new_values = self._values(self._estimate)
-        self.update(extra_iterations=2)
+        self.update(extra_iterations=2, read_from=-1)
 
     def whitened_residual(self, edge: Edge, poses: dict[int, np.ndarray] | None = None) -> float:
         """Mahalanobis norm (in sigmas, no robust kernel) of an edge's error at ``poses`` (default: current)."""
@@ -178,7 +198,7 @@ class PoseGraph:
         """
         if self._prior_id is None:
             return []
-        self.update()
+        self.update(read_from=-1)
         rejected: list[Edge] = []
         if mode == "gnc" and any(e.kind not in TRUSTED_KINDS for e in self.edges):
             graph = self._full_graph(robust=False)
