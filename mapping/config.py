@@ -71,10 +71,12 @@ class MappingConfig:
     """The keyframe point map and its exports.
 
     Attributes:
-        voxel_size: voxel edge (map units) of the fused world point map; 0 disables downsampling.
+        voxel_size: voxel edge (map units) of the fused world point map, also applied to each keyframe's
+            points in its camera frame; 0 disables downsampling.
         min_confidence: keyframe points with a confidence below this are dropped (points with confidence
             <= 0, non-finite coordinates or non-positive depth are always dropped).
-        point_stride: keep every ``point_stride``-th pixel of each keyframe pointmap in both directions.
+        point_stride: keep every ``point_stride``-th pixel of the frontend's full-size pointmap of a keyframe
+            in both directions (when only the backend's subsampled keyframe pointmap is available, of that).
         max_depth: drop points farther than this along the camera axis (map units); 0 = no limit.
         tsdf: TSDF volume options (mesh for metric depth).
         export_points: write ``map.ply`` (fused coloured points) at the end of the run and on interrupt.
@@ -83,9 +85,9 @@ class MappingConfig:
         mesh_file: file name of the mesh inside the output folder.
     """
 
-    voxel_size: float = 0.01
+    voxel_size: float = 0.02
     min_confidence: float = 0.0
-    point_stride: int = 1
+    point_stride: int = 2
     max_depth: float = 0.0
     tsdf: TsdfConfig = field(default_factory=TsdfConfig)
     export_points: bool = True

@@ -1,22 +1,33 @@
 """The keyframe point map: each keyframe's points kept in its own camera frame, placed by its current pose.
 
-The selection of a keyframe's pixels (stride, confidence, depth limits) is made once, when the keyframe is
-first seen. After that only its pose changes -- and, for up-to-scale frontends, the scale of its points (the
-backend hands out rigid poses and rescales the points instead). When the backend moves keyframes (after an
-optimisation or a loop closure) the world map follows by re-applying the poses, and the fused world map
-(Open3D voxel downsampling of all keyframes' world points) is recomputed lazily.
+Where a keyframe's points come from: the backend's :class:`~slam.types.Keyframe` holds a coarse pointmap
+(the frontend's output subsampled by the keyframer's stride). When the frontend's full-size output of the
+keyframe's frame was offered (:meth:`KeyframeMap.offer_dense`, done by the map sink from the per-frame event),
+the map uses that instead, at ``mapping.point_stride``, so the map is as dense as asked for.
+
+The selection of a keyframe's points (stride, confidence, depth limit, a voxel grid in the camera frame) is
+made once, when the keyframe is first seen. After that only its pose changes -- and, for up-to-scale
+frontends, the scale of its points (the backend hands out rigid poses and rescales the keyframe points
+instead; the factor is read off the keyframe's own points at a few probe pixels). When the backend moves
+keyframes (after an optimisation or a loop closure) the world map follows by re-applying the poses, and the
+fused world map (Open3D voxel downsampling of all keyframes' world points) is recomputed lazily.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable
 
+import cv2
 import numpy as np
 import open3d as o3d
 
 from mapping.config import MappingConfig
-from slam.types import Keyframe
+from slam.types import FrontendOutput, Keyframe
+
+_PROBES = 32
+_MAX_PENDING = 16
 
 
 @dataclass
@@ -26,23 +37,34 @@ class KeyframeCloud:
     Attributes:
         id: keyframe id.
         frame_index: index of the frame the keyframe was made from.
-        points_cam: (N,3) float32 points in the keyframe's camera frame (OpenCV axes).
+        base_points: (N,3) float32 points in the keyframe's camera frame (OpenCV axes) at the scale the keyframe
+            had when first seen.
         colors: (N,3) uint8 RGB.
         pose: 4x4 float64 ``T_wc`` currently used to place the points (may carry a Sim(3) scale).
-        pixels: (N,) flat indices of the kept pixels in the keyframe's (h*w) pointmap.
+        scale: factor of the keyframe's points now relative to when first seen.
+        probe_pixels: flat indices into the keyframe's (h*w) pointmap used to measure ``scale``.
+        probe_norms: norms of the keyframe's points at ``probe_pixels`` when first seen.
+        dense: True when the points come from the frontend's full-size output rather than ``Keyframe.points``.
     """
 
     id: int
     frame_index: int
-    points_cam: np.ndarray
+    base_points: np.ndarray
     colors: np.ndarray
     pose: np.ndarray
-    pixels: np.ndarray
+    scale: float
+    probe_pixels: np.ndarray
+    probe_norms: np.ndarray
+    dense: bool = False
+
+    @property
+    def points_cam(self) -> np.ndarray:
+        """(N,3) float32 points in the camera frame at the keyframe's current scale."""
+        return self.base_points if self.scale == 1.0 else self.base_points * np.float32(self.scale)
 
     def world_points(self) -> np.ndarray:
-        """(N,3) float32 points in the world frame: ``R p + t`` with the 3x3 block of ``pose`` (incl. scale)."""
-        rot = self.pose[:3, :3]
-        return (self.points_cam.astype(np.float64) @ rot.T + self.pose[:3, 3]).astype(np.float32)
+        """(N,3) float32 points in the world frame: ``A p + t`` with the 3x3 block ``A`` of ``pose`` (incl. scale)."""
+        return (self.points_cam.astype(np.float64) @ self.pose[:3, :3].T + self.pose[:3, 3]).astype(np.float32)
 
 
 def select_pixels(points: np.ndarray, confidence: np.ndarray, cfg: MappingConfig) -> np.ndarray:
@@ -63,8 +85,22 @@ def select_pixels(points: np.ndarray, confidence: np.ndarray, cfg: MappingConfig
     return grid[keep]
 
 
-def _gather(points: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    return np.asarray(points, dtype=np.float32).reshape(-1, 3)[pixels]
+def _flat(points: np.ndarray) -> np.ndarray:
+    return np.asarray(points, dtype=np.float32).reshape(-1, 3)
+
+
+def _norm_ratio(now: np.ndarray, then: np.ndarray) -> float:
+    """Median of ``|now| / |then|`` over pairs where both are finite and non-zero; 1.0 when there are none."""
+    ratio = np.linalg.norm(now, axis=1) / np.where(then > 0, then, np.nan)
+    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+    return float(np.median(ratio)) if len(ratio) else 1.0
+
+
+def _grid_stride(dense_shape: tuple[int, ...], coarse_shape: tuple[int, ...]) -> int | None:
+    """The stride ``s`` with ``dense[::s, ::s].shape == coarse.shape``, or None."""
+    s = max(1, round(dense_shape[0] / max(coarse_shape[0], 1)))
+    ok = -(-dense_shape[0] // s) == coarse_shape[0] and -(-dense_shape[1] // s) == coarse_shape[1]
+    return s if ok else None
 
 
 class KeyframeMap:
@@ -78,42 +114,82 @@ class KeyframeMap:
         self.cfg = cfg
         self.clouds: dict[int, KeyframeCloud] = {}
         self.version = 0
+        self._pending: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._fused: tuple[np.ndarray, np.ndarray] | None = None
         self._fused_version = -1
 
     def __len__(self) -> int:
         return len(self.clouds)
 
+    def offer_dense(self, kf_id: int, output: FrontendOutput, rgb: np.ndarray | None = None) -> None:
+        """Offer the frontend's full-size output of the frame that became keyframe ``kf_id``.
+
+        Used when the keyframe arrives (:meth:`update`) if its pointmap is a strided subsample of this one.
+        ``rgb`` (the frame's image) is resized for colours when ``output.colors`` is None.
+        """
+        if kf_id in self.clouds:
+            return
+        h, w = output.points.shape[:2]
+        colors = output.colors
+        if colors is None:
+            if rgb is None:
+                return
+            colors = rgb if rgb.shape[:2] == (h, w) else cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+        self._pending[kf_id] = (output.points, output.confidence, colors)
+        while len(self._pending) > _MAX_PENDING:
+            self._pending.popitem(last=False)
+
     def update(self, keyframes: Iterable[Keyframe]) -> tuple[list[int], list[int]]:
-        """Add new keyframes and take the current poses of known ones.
+        """Add new keyframes and take the current poses (and point scales) of known ones.
 
         Returns:
-            (ids added, ids whose pose changed).
+            (ids added, ids whose pose or scale changed).
         """
         added, moved = [], []
         for kf in keyframes:
             pose = np.asarray(kf.pose, dtype=np.float64)
             cloud = self.clouds.get(kf.id)
             if cloud is None:
-                pixels = select_pixels(kf.points, kf.confidence, self.cfg)
-                colors = np.asarray(kf.colors, dtype=np.uint8).reshape(-1, 3)[pixels]
-                cloud = KeyframeCloud(kf.id, kf.frame_index, _gather(kf.points, pixels), colors, pose.copy(), pixels)
-                self.clouds[kf.id] = cloud
+                self.clouds[kf.id] = self._new_cloud(kf, pose)
                 added.append(kf.id)
                 continue
-            changed = False
-            if not np.array_equal(cloud.pose, pose):
-                cloud.pose = pose.copy()
-                changed = True
-            step = max(1, len(cloud.pixels) // 16)  # a few probe points tell whether the points were rescaled
-            if not np.array_equal(_gather(kf.points, cloud.pixels[::step]), cloud.points_cam[::step]):
-                cloud.points_cam = _gather(kf.points, cloud.pixels)
-                changed = True
-            if changed:
+            scale = _norm_ratio(_flat(kf.points)[cloud.probe_pixels], cloud.probe_norms) if len(cloud.probe_pixels) \
+                else 1.0
+            if abs(scale - cloud.scale) > 1e-6 * cloud.scale or not np.array_equal(cloud.pose, pose):
+                cloud.pose, cloud.scale = pose.copy(), scale
                 moved.append(kf.id)
         if added or moved:
             self.version += 1
         return added, moved
+
+    def _new_cloud(self, kf: Keyframe, pose: np.ndarray) -> KeyframeCloud:
+        coarse = _flat(kf.points)
+        norms = np.linalg.norm(coarse, axis=1)
+        valid = np.flatnonzero(np.isfinite(norms) & (norms > 0))
+        probes = valid[np.linspace(0, len(valid) - 1, min(_PROBES, len(valid))).astype(int)] if len(valid) else valid
+        dense = self._pending.pop(kf.id, None)
+        stride = None if dense is None else _grid_stride(dense[0].shape, kf.points.shape)
+        if stride is not None:
+            points, confidence, colors = dense
+            # the keyframe's points may already be rescaled by the backend: bring the dense ones to that scale
+            factor = _norm_ratio(coarse, np.linalg.norm(_flat(points[::stride, ::stride]), axis=1))
+            pixels = select_pixels(points, confidence, self.cfg)
+            base = _flat(points)[pixels] * np.float32(factor)
+        else:
+            colors = kf.colors
+            pixels = select_pixels(kf.points, kf.confidence, self.cfg)
+            base = coarse[pixels]
+        base, cols = self._thin(base, np.asarray(colors, dtype=np.uint8).reshape(-1, 3)[pixels])
+        return KeyframeCloud(kf.id, kf.frame_index, base, cols, pose.copy(), 1.0, probes, norms[probes],
+                             dense=stride is not None)
+
+    def _thin(self, points: np.ndarray, colors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Voxel-downsample one keyframe's points in its camera frame (``cfg.voxel_size``)."""
+        if self.cfg.voxel_size <= 0 or not len(points):
+            return points, colors
+        pcd = to_point_cloud(points, colors).voxel_down_sample(self.cfg.voxel_size)
+        return (np.asarray(pcd.points, dtype=np.float32),
+                np.clip(np.asarray(pcd.colors) * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
     def world_points(self, kf_id: int) -> np.ndarray:
         """(N,3) float32 world points of one keyframe at its current pose."""

@@ -13,7 +13,7 @@ from mapping.config import MappingConfig
 from mapping.export import write_mesh, write_point_cloud
 from mapping.keyframe_map import KeyframeMap
 from mapping.tsdf import TsdfMap
-from slam.sinks import LoopEdge, RunInfo, Sink
+from slam.sinks import FrameEvent, LoopEdge, RunInfo, Sink
 from slam.types import Keyframe
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,10 @@ class MapSink(Sink):
     # -- sink hooks ----------------------------------------------------------------------------------------
     def start(self, info: RunInfo) -> None:
         self._decide_tsdf(bool(info.metric))
+
+    def on_frame(self, event: FrameEvent) -> None:
+        if event.keyframe_id is not None and event.output is not None:
+            self.map.offer_dense(event.keyframe_id, event.output, event.frame.rgb)
 
     def on_keyframes(self, keyframes: Sequence[Keyframe], loops: Sequence[LoopEdge]) -> None:
         keyframes = list(keyframes)

@@ -28,7 +28,7 @@ def test_select_pixels_drops_invalid_low_confidence_and_far_points():
     conf = np.full((4, 4), 2.0, np.float32)
     conf[1, 0] = 0.5  # below the threshold
     conf[1, 1] = 0.0  # invalid
-    cfg = MappingConfig(min_confidence=1.0, max_depth=5.0)
+    cfg = MappingConfig(min_confidence=1.0, max_depth=5.0, point_stride=1)
     kept = set(select_pixels(points, conf, cfg).tolist())
     assert kept == set(range(16)) - {0, 1, 2, 4, 5}
     strided = select_pixels(np.ones((4, 4, 3), np.float32), np.ones((4, 4)), MappingConfig(point_stride=2))
@@ -37,10 +37,12 @@ def test_select_pixels_drops_invalid_low_confidence_and_far_points():
 
 def test_world_points_follow_the_keyframe_pose():
     kf = _keyframes(1)[0]
-    kmap = KeyframeMap(MappingConfig(voxel_size=0.0))
+    kmap = KeyframeMap(MappingConfig(voxel_size=0.0, point_stride=1))
     assert kmap.update([kf]) == ([0], [])
     before = kmap.world_points(0)
-    cam = kf.points.reshape(-1, 3)[kmap.clouds[0].pixels]
+    cam = kf.points.reshape(-1, 3)
+    cam = cam[cam[:, 2] > 0]
+    assert len(before) == len(cam)  # no offer of the dense output: the keyframe's own points
     np.testing.assert_allclose(before, cam @ kf.pose[:3, :3].T + kf.pose[:3, 3], atol=1e-5)
 
     # the backend moves the keyframe: its points are re-placed by the new pose, nothing else changes
@@ -74,8 +76,7 @@ def test_sim3_pose_scales_the_points():
     kmap = KeyframeMap(MappingConfig(voxel_size=0.0))
     kmap.update([dataclasses.replace(kf, pose=sim)])
     dist = np.linalg.norm(kmap.world_points(0) - sim[:3, 3], axis=1)
-    cam = np.linalg.norm(kf.points.reshape(-1, 3)[kmap.clouds[0].pixels], axis=1)
-    np.testing.assert_allclose(dist, 3.0 * cam, rtol=1e-4)
+    np.testing.assert_allclose(dist, 3.0 * np.linalg.norm(kmap.clouds[0].points_cam, axis=1), rtol=1e-4)
 
 
 def test_loop_closure_replaces_the_map():
@@ -103,7 +104,7 @@ def test_fused_map_is_voxel_downsampled_and_cached():
     kmap.update(kfs)
     raw, _ = kmap.all_points()
     fused, colors = kmap.fused()
-    assert 0 < len(fused) < len(raw) // 5
+    assert 0 < len(fused) < 0.9 * len(raw)  # overlapping keyframes share voxels
     assert colors.dtype == np.uint8 and colors.shape == fused.shape
     # one point per 0.1 m voxel (Open3D's grid starts half a voxel below the minimum corner)
     cells = np.floor((fused - (raw.min(0) - 0.05)) / 0.1).astype(np.int64)
@@ -112,3 +113,37 @@ def test_fused_map_is_voxel_downsampled_and_cached():
     # the bounding box agrees with the raw points
     np.testing.assert_allclose(fused.min(0), raw.min(0), atol=0.1)
     np.testing.assert_allclose(fused.max(0), raw.max(0), atol=0.1)
+
+
+def test_dense_output_is_used_at_the_keyframes_scale():
+    """The frontend's full-size output of a keyframe's frame gives a denser map, at the keyframe's scale."""
+    T = pose(10.0, (0.3, 0.0, 0.1))
+    frame, out = frame_and_output(0, T, working=(120, 160))
+    kf = keyframe(0, frame, out, T, stride=4)
+    kf = dataclasses.replace(kf, points=kf.points * np.float32(0.5))  # backend scale 0.5 at creation
+    cfg = MappingConfig(voxel_size=0.0, point_stride=2)
+    coarse = KeyframeMap(cfg)
+    coarse.update([kf])
+    dense = KeyframeMap(cfg)
+    dense.offer_dense(0, out)
+    dense.update([kf])
+    cloud = dense.clouds[0]
+    assert cloud.dense and not coarse.clouds[0].dense
+    assert len(cloud.base_points) > 3 * len(coarse.clouds[0].base_points)
+    expected = out.points[::2, ::2].reshape(-1, 3)
+    expected = expected[expected[:, 2] > 0] * 0.5
+    np.testing.assert_allclose(cloud.points_cam, expected, rtol=1e-5, atol=1e-6)
+    # a later rescale by the backend applies to the dense points as well
+    dense.update([dataclasses.replace(kf, points=kf.points * np.float32(3.0))])
+    np.testing.assert_allclose(cloud.points_cam, 3.0 * expected, rtol=1e-4, atol=1e-5)
+
+
+def test_dense_output_of_another_size_is_ignored():
+    T = pose()
+    frame, out = frame_and_output(0, T, working=(120, 160))
+    kf = keyframe(0, frame, out, T, stride=4)
+    _, other = frame_and_output(0, T, working=(100, 150))
+    kmap = KeyframeMap(MappingConfig(voxel_size=0.0))
+    kmap.offer_dense(0, other)
+    kmap.update([kf])
+    assert not kmap.clouds[0].dense
