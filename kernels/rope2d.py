@@ -29,40 +29,38 @@ import torch
 #: frequency base of the released CUT3R models (``pos_embed='RoPE100'``)
 ROPE_BASE = 100.0
 
-_CACHE_LOCK = threading.Lock()
-_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-_MAX_TABLES = 64
+_LOCK = threading.Lock()
+_INV_FREQ: dict[tuple, torch.Tensor] = {}
 
 
 def inverse_frequencies(half_dim: int, base: float = ROPE_BASE, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``inv_freq[j] = 1 / base ** (2j / half_dim)`` for ``j < half_dim / 2``, float32 ``[half_dim // 2]``."""
-    exponents = torch.arange(0, half_dim, 2, device=device, dtype=torch.float32) / half_dim
-    return 1.0 / (base**exponents)
+    """``inv_freq[j] = 1 / base ** (2j / half_dim)`` for ``j < half_dim / 2``, float32 ``[half_dim // 2]``.
 
-
-def cos_sin_table(
-    half_dim: int, pos_min: int, pos_max: int, device: torch.device, dtype: torch.dtype, base: float = ROPE_BASE
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables for the integer positions ``pos_min..pos_max`` (inclusive).
-
-    Returns two tensors ``[pos_max - pos_min + 1, half_dim]`` of ``dtype``; row ``r`` belongs to position
-    ``pos_min + r``. Cached per (half_dim, range, device, dtype, base).
+    Cached per (half_dim, base, device).
     """
-    key = (half_dim, pos_min, pos_max, str(device), dtype, base)
-    with _CACHE_LOCK:
-        hit = _TABLES.get(key)
-    if hit is not None:
-        return hit
-    inv_freq = inverse_frequencies(half_dim, base, device)
-    positions = torch.arange(pos_min, pos_max + 1, device=device, dtype=torch.float32)
-    angles = (positions[:, None] * inv_freq[None, :]).to(dtype)  # one float32 rounding, then the cast
-    angles = torch.cat((angles, angles), dim=-1)
-    table = (angles.cos(), angles.sin())
-    with _CACHE_LOCK:
-        if len(_TABLES) >= _MAX_TABLES:
-            _TABLES.clear()
-        _TABLES[key] = table
-    return table
+    key = (half_dim, base, str(device))
+    inv = _INV_FREQ.get(key)
+    if inv is None:
+        exponents = torch.arange(0, half_dim, 2, device=device, dtype=torch.float32) / half_dim
+        inv = 1.0 / (base**exponents)
+        with _LOCK:
+            _INV_FREQ[key] = inv
+    return inv
+
+
+def cos_sin(positions: torch.Tensor, half_dim: int, dtype: torch.dtype, base: float = ROPE_BASE
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin of the angles of integer ``positions [B,N]`` for one half of a head: ``[B,1,N,half_dim]``.
+
+    Angle ``float32(p) * inv_freq`` (one float32 rounding), cast to ``dtype``, duplicated to both
+    rotation partners, then cos/sin evaluated in ``dtype``. This is element for element what a
+    position-indexed cos/sin table built the same way contains, without needing the position range
+    (which would cost a device-to-host synchronisation per call on GPU).
+    """
+    inv_freq = inverse_frequencies(half_dim, base, positions.device)
+    angles = (positions.to(torch.float32)[..., None] * inv_freq).to(dtype)
+    angles = torch.cat((angles, angles), dim=-1)[:, None]
+    return angles.cos(), angles.sin()
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -70,20 +68,12 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def _rope1d(tokens: torch.Tensor, pos1d: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pos_min: int) -> torch.Tensor:
-    """Rotate ``tokens [B,H,N,D]`` by the positions ``pos1d [B,N]`` using tables starting at ``pos_min``."""
-    index = pos1d - pos_min
-    cos_at = torch.nn.functional.embedding(index, cos)[:, None]  # [B,1,N,D]
-    sin_at = torch.nn.functional.embedding(index, sin)[:, None]
-    return tokens * cos_at + _rotate_half(tokens) * sin_at
-
-
 def rope2d(tokens: torch.Tensor, positions: torch.Tensor, base: float = ROPE_BASE) -> torch.Tensor:
     """Apply RoPE2D in the dtype of ``tokens``.
 
     Args:
         tokens: ``[B, heads, N, Dh]`` per-head vectors (q or k), ``Dh % 4 == 0``.
-        positions: ``[B, N, 2]`` int64 ``(row, col)`` patch-grid positions; negative values allowed.
+        positions: ``[B, N, 2]`` integer ``(row, col)`` patch-grid positions; negative values allowed.
     Returns:
         ``[B, heads, N, Dh]`` rotated tokens (a new tensor, same dtype).
     """
@@ -93,15 +83,12 @@ def rope2d(tokens: torch.Tensor, positions: torch.Tensor, base: float = ROPE_BAS
     head_dim = tokens.shape[-1]
     if head_dim % 4 != 0:
         raise ValueError(f"rope2d needs a head dim divisible by 4, got {head_dim}")
-    positions = positions.long()
-    pos_min = min(int(positions.min()), 0)
-    pos_max = int(positions.max())
     half = head_dim // 2
-    cos, sin = cos_sin_table(half, pos_min, pos_max, tokens.device, tokens.dtype, base)
-    rows, cols = tokens[..., :half], tokens[..., half:]
-    rows = _rope1d(rows, positions[:, :, 0], cos, sin, pos_min)
-    cols = _rope1d(cols, positions[:, :, 1], cos, sin, pos_min)
-    return torch.cat((rows, cols), dim=-1)
+    rotated = []
+    for axis, part in enumerate((tokens[..., :half], tokens[..., half:])):
+        cos, sin = cos_sin(positions[:, :, axis], half, tokens.dtype, base)
+        rotated.append(part * cos + _rotate_half(part) * sin)
+    return torch.cat(rotated, dim=-1)
 
 
 def rope2d_fp16_roundtrip(tokens: torch.Tensor, positions: torch.Tensor, base: float = ROPE_BASE) -> torch.Tensor:

@@ -64,6 +64,9 @@ class StreamSession:
                  autocast_dtype: torch.dtype | None = None):
         if reset_every is not None and (not isinstance(reset_every, int) or reset_every < 1):
             raise ValueError(f"reset_every must be a positive integer or None, got {reset_every!r}")
+        if net.pose_token.dtype != torch.float32:
+            raise ValueError("StreamSession needs float32 parameters; use autocast_dtype for reduced precision "
+                             f"(got {net.pose_token.dtype})")
         self.net = net
         self.rule = create_update_rule(update)
         self.update = update
