@@ -12,7 +12,7 @@ def write_tum_sequence(root: Path, n: int = 4, size: tuple[int, int] = (48, 64),
                        calibration: str | None = "50 50 32 24", seed: int = 0) -> Path:
     """Write an ``n``-frame TUM-layout RGB-D sequence (random texture, constant 1 m depth) into ``root``.
 
-    Returns ``root``. The camera moves 1 cm along x per frame in ``groundtruth.txt``.
+    Returns ``root``. The ground-truth camera moves on a parabola in the x-y plane (not a line, so it can be aligned).
     """
     rng = np.random.default_rng(seed)
     h, w = size
@@ -27,7 +27,7 @@ def write_tum_sequence(root: Path, n: int = 4, size: tuple[int, int] = (48, 64),
         cv2.imwrite(str(root / "depth" / f"{t:.6f}.png"), depth)
         rgb_lines.append(f"{t:.6f} rgb/{t:.6f}.png")
         depth_lines.append(f"{t:.6f} depth/{t:.6f}.png")
-        gt_lines.append(f"{t:.6f} {0.01 * i:.6f} 0 0 0 0 0 1")
+        gt_lines.append(f"{t:.6f} {0.01 * i:.6f} {0.002 * i * i:.6f} 0 0 0 0 1")
     (root / "rgb.txt").write_text("\n".join(rgb_lines) + "\n")
     (root / "depth.txt").write_text("\n".join(depth_lines) + "\n")
     if with_gt:
