@@ -126,8 +126,8 @@ class VizConfig:
         frustum_size: image-plane distance of the drawn keyframe frusta (map units).
         trajectory_chunk: the live trajectory is logged as strips of at most this many poses (each frame
             re-logs only its current strip, so the cost per frame is bounded).
-        budget_ms: target mean logging time per frame; above it images, depth and the map are logged on
-            fewer frames (poses and scalars are always logged).
+        budget_ms: target mean logging time per frame (CPU time of the calling thread, ms); above it images,
+            depth and the map are logged on fewer frames (poses and scalars are always logged).
         log_mesh: log the TSDF mesh to ``/world/mesh`` at the end of the run.
         application_id: Rerun application id (viewers group recordings by it).
         server_memory_limit: memory the 'serve' gRPC server may use to buffer data for late viewers.
