@@ -83,6 +83,9 @@ def rope2d(tokens: torch.Tensor, positions: torch.Tensor, base: float = ROPE_BAS
     head_dim = tokens.shape[-1]
     if head_dim % 4 != 0:
         raise ValueError(f"rope2d needs a head dim divisible by 4, got {head_dim}")
+    if torch.is_autocast_enabled(tokens.device.type):  # RoPE arithmetic is defined in the tokens' dtype
+        with torch.autocast(device_type=tokens.device.type, enabled=False):
+            return rope2d(tokens, positions, base)
     half = head_dim // 2
     rotated = []
     for axis, part in enumerate((tokens[..., :half], tokens[..., half:])):

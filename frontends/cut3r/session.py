@@ -84,10 +84,10 @@ class StreamSession:
 
     # ------------------------------------------------------------------ public API
     def reset(self) -> None:
-        """Return to the initial state; the next :meth:`step` starts a new segment."""
-        self._reset_state()
-        if self.frame_count > 0:
+        """Return to the initial state; the next :meth:`step` starts a new segment (a no-op on a fresh one)."""
+        if self._segment_views > 0:
             self.segment += 1
+        self._reset_state()
 
     def step(self, img: torch.Tensor) -> dict:
         """Process the next input frame ``img [1,3,H,W]`` (float, [-1,1]); returns CPU outputs (see module doc)."""
