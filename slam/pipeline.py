@@ -142,7 +142,6 @@ class Pipeline:
                 if cfg.output.flush_every and len(self.timestamps) % cfg.output.flush_every == 0:
                     self._write_trajectories(write_kitti)
                 if bar is not None:
-                    bar.set_postfix_str(f"{fps:5.1f} frames/s", refresh=False)
                     bar.update(1)
         except KeyboardInterrupt:
             interrupted = True
