@@ -102,7 +102,7 @@ class StreamSession:
                 self._reset_state()
                 self.segment += 1
                 out["overlap"] = self._process(img, frame)
-        return out
+        return _plain_tensors(out)
 
     @property
     def state(self) -> torch.Tensor:
@@ -133,3 +133,8 @@ class StreamSession:
         out["segment"] = torch.tensor(self.segment)
         out["frame"] = torch.tensor(frame)
         return out
+
+
+def _plain_tensors(out: dict) -> dict:
+    """Clone outside inference mode so callers get ordinary tensors (in-place edits allowed)."""
+    return {k: _plain_tensors(v) if isinstance(v, dict) else v.clone() for k, v in out.items()}
