@@ -150,7 +150,11 @@ class RerunSink(Sink):
         self._groundtruth = _ChunkedPath(s, paths.TRAJ_GROUNDTRUTH, self.cfg.trajectory_chunk, GROUNDTRUTH_COLOR)
 
     def start(self, info: RunInfo) -> None:
-        self.open()
+        try:
+            self.open()
+        except Exception as exc:  # noqa: BLE001 - e.g. an unwritable .rrd path: no viewer, the run goes on
+            self._disable(f"could not open the recording ({type(exc).__name__}: {exc})")
+            return
         if info.gt_poses is not None:
             self._gt_poses = np.asarray(info.gt_poses, dtype=np.float64)
         if info.timestamps is not None and len(info.timestamps):

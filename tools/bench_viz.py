@@ -6,7 +6,7 @@ sink API exactly as the pipeline does -- a FrameEvent per frame and ``on_keyfram
 at the working size standing in for the frontend's pointmap. Only the time spent inside the sinks is timed
 (reading images is not). Run twice in one process: map sink alone (viz off), then map sink + Rerun sink.
 
-    python tools/bench_viz.py [--data DIR] [--frames N] [--mode save|serve] [--scale 0.5]
+    python tools/bench_viz.py [--data DIR] [--frames N] [--mode save|serve] [--scale 0.5] [--budget 15]
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def run(data: Path, n_frames: int, viz: VizConfig, kf_every: int, out_dir: Path)
     rrd = out_dir / "run.rrd"
     return {"ms": np.asarray(per_frame), "end_ms": end_ms, "wall_s": time.perf_counter() - t_start,
             "rrd_mb": rrd.stat().st_size / 1e6 if rrd.exists() else 0.0,
-            "stride": getattr(sinks[-1], "heavy_stride", None)}
+            "stride": getattr(sinks[-1], "heavy_stride", None),
+            "cpu_ms": sinks[-1].stats().get("mean_cpu_ms") if hasattr(sinks[-1], "stats") else None}
 
 
 def main() -> None:
@@ -114,7 +115,8 @@ def main() -> None:
               f"{r['end_ms']:7.0f} {r['rrd_mb']:7.1f} {str(r['stride'] or '-'):>9}")
     off, on = results["off"]["ms"], results[args.mode]["ms"]
     print(f"Rerun logging overhead: {on.mean() - off.mean():.2f} ms/frame (mean), "
-          f"{np.median(on) - np.median(off):.2f} ms/frame (median)")
+          f"{np.median(on) - np.median(off):.2f} ms/frame (median); "
+          f"Rerun sink CPU time of the calling thread {results[args.mode]['cpu_ms']:.2f} ms/frame")
 
 
 if __name__ == "__main__":

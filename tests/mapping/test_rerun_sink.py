@@ -269,3 +269,11 @@ def test_viewer_closed_mid_run_stops_live_logging(tmp_path):
     assert sink.rec is None
     assert time.perf_counter() - started < 3.0
     sink.close()
+
+
+def test_unwritable_recording_disables_the_sink_without_stopping_the_run(tmp_path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    sink = RerunSink(VizConfig(mode="save", file=str(blocker / "run.rrd")), tmp_path)
+    _drive(sink, n=2)  # no exception
+    assert sink.rec is None
