@@ -277,3 +277,23 @@ def test_unwritable_recording_disables_the_sink_without_stopping_the_run(tmp_pat
     sink = RerunSink(VizConfig(mode="save", file=str(blocker / "run.rrd")), tmp_path)
     _drive(sink, n=2)  # no exception
     assert sink.rec is None
+
+
+def test_learned_frontend_shows_the_pointmap_depth(tmp_path):
+    """No sensor depth: the camera shows the frontend's working-size image, pointmap depth and intrinsics."""
+    sink = RerunSink(VizConfig(mode="save", image_scale=1.0), tmp_path)
+    sink.open()
+    T = trajectory(1)[0]
+    frame, out = frame_and_output(0, T, working=(96, 128))
+    frame = dataclasses.replace(frame, depth=None, K=None)
+    sink.on_frame(FrameEvent(frame=frame, output=out, pose=T))
+    sink.close()
+    rrd = read_rrd(tmp_path / "run.rrd")
+    pinhole = rrd.with_component("/world/camera", "Pinhole:resolution")[0]
+    assert pinhole["Pinhole:resolution"] == [[128.0, 96.0]]
+    np.testing.assert_allclose(np.asarray(pinhole["Pinhole:image_from_camera"][0]).reshape(3, 3).T, out.K, atol=1e-6)
+    depth = rrd.rows["/world/camera/depth"][0]
+    fmt = depth["DepthImage:format"][0]
+    assert (fmt["width"], fmt["height"]) == (128, 96)
+    values = np.frombuffer(bytes(depth["DepthImage:buffer"][0]), dtype=np.float32).reshape(96, 128)
+    np.testing.assert_allclose(values, out.points[..., 2], atol=1e-6)
