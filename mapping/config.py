@@ -128,6 +128,7 @@ class VizConfig:
             re-logs only its current strip, so the cost per frame is bounded).
         budget_ms: target mean logging time per frame (CPU time of the calling thread, ms); above it images,
             depth and the map are logged on fewer frames (poses and scalars are always logged).
+        ate_every: with ground truth, log the live ATE (``/metrics/ate_live``) every this many frames; 0 = never.
         log_mesh: log the TSDF mesh to ``/world/mesh`` at the end of the run.
         application_id: Rerun application id (viewers group recordings by it).
         server_memory_limit: memory the 'serve' gRPC server may use to buffer data for late viewers.
@@ -147,6 +148,7 @@ class VizConfig:
     frustum_size: float = 0.1
     trajectory_chunk: int = 64
     budget_ms: float = 15.0
+    ate_every: int = 10
     log_mesh: bool = True
     application_id: str = "ttsa-slam"
     server_memory_limit: str = "1GiB"
@@ -175,6 +177,8 @@ class VizConfig:
         if self.trajectory_chunk < 2:
             raise ValueError(f"viz.trajectory_chunk: must be >= 2, got {self.trajectory_chunk}")
         _positive("viz.budget_ms", self.budget_ms)
+        if self.ate_every < 0:
+            raise ValueError(f"viz.ate_every: must be >= 0, got {self.ate_every}")
         if self.watchdog_s < 0:
             raise ValueError(f"viz.watchdog_s: must be >= 0, got {self.watchdog_s}")
 

@@ -15,8 +15,9 @@ Entity tree (see :mod:`mapping.blueprint`), world frame = the backend's world, O
   ``/world/mesh``: the TSDF mesh at the end (when there is one).
 - ``/world/keyframes/<id>``: ``Transform3D`` + ``Pinhole`` frustum, re-logged when the pose changes.
 - ``/world/loops``: one line segment per accepted loop closure between keyframe centres.
-- ``/metrics/<name>``: ``fps``, ``keyframes``, ``loops`` and the pipeline's ``FrameEvent.metrics``
-  (e.g. ``ate_live``); ``/frontend/<name>``: numeric frontend stats (e.g. ``update_weight_mean``) and
+- ``/metrics/<name>``: ``fps``, ``keyframes``, ``loops``, ``ate_live`` (with ground truth: RMSE of the live
+  positions so far after SE(3)/Sim(3) alignment, every ``viz.ate_every`` frames, unless the pipeline's
+  ``FrameEvent.metrics`` carries it) and the other ``FrameEvent.metrics``; ``/frontend/<name>``: numeric frontend stats (e.g. ``update_weight_mean``) and
   ``confidence_mean``.
 
 Timelines: ``frame`` (sequence = ``Frame.index``) and ``time`` (duration since the first frame, seconds).
@@ -128,6 +129,8 @@ class RerunSink(Sink):
         self._kf_poses: dict[int, np.ndarray] = {}
         self._loops: dict[tuple[int, int], LoopEdge] = {}
         self._window: list[float] = []
+        self._ate_pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._metric = True
 
     # -- life cycle ----------------------------------------------------------------------------------------
     @property
@@ -155,6 +158,7 @@ class RerunSink(Sink):
         except Exception as exc:  # noqa: BLE001 - e.g. an unwritable .rrd path: no viewer, the run goes on
             self._disable(f"could not open the recording ({type(exc).__name__}: {exc})")
             return
+        self._metric = bool(info.metric)
         if info.gt_poses is not None:
             self._gt_poses = np.asarray(info.gt_poses, dtype=np.float64)
         if info.timestamps is not None and len(info.timestamps):
@@ -209,6 +213,8 @@ class RerunSink(Sink):
         self._estimate.append(pose[:3, 3])
         self._log_groundtruth(frame.index, frame.gt_pose, pose)
         self._log_scalars(event)
+        if "ate_live" not in event.metrics and self.cfg.ate_every and self._frames % self.cfg.ate_every == 0:
+            self._log_live_ate()
         if self.keyframe_map is not None and frame.index - self._map_frame >= self.cfg.map_every * self.heavy_stride:
             self._log_map(frame.index)
         self._frames += 1
@@ -270,6 +276,23 @@ class RerunSink(Sink):
         if self._gt_anchor is None:
             self._gt_anchor = pose @ inverse_pose(gt_pose)
         self._groundtruth.append((self._gt_anchor @ gt_pose)[:3, 3])
+        self._ate_pairs.append((pose[:3, 3].copy(), gt_pose[:3, 3].copy()))
+
+    def _log_live_ate(self) -> None:
+        """``/metrics/ate_live``: RMSE of the live positions after SE(3) (metric) or Sim(3) alignment to truth."""
+        if len(self._ate_pairs) < 3:
+            return
+        from evo.core.geometry import GeometryException, umeyama_alignment
+
+        est, gt = (np.stack(v) for v in zip(*self._ate_pairs))
+        try:
+            rot, trans, scale = umeyama_alignment(est.T, gt.T, with_scale=not self._metric)
+        except GeometryException:  # degenerate (e.g. a camera that has not moved yet)
+            return
+        residual = scale * est @ rot.T + trans - gt
+        ate = float(np.sqrt(np.mean(np.sum(residual**2, axis=1))))
+        if math.isfinite(ate):
+            self.stream.log(f"{paths.METRICS}/ate_live", rr.Scalars([ate]))
 
     def _log_scalars(self, event: FrameEvent) -> None:
         s = self.stream

@@ -21,8 +21,8 @@ def pose(yaw_deg: float = 0.0, t=(0.0, 0.0, 0.0), pitch_deg: float = 0.0) -> np.
 
 
 def trajectory(n: int) -> np.ndarray:
-    """(n,4,4) smooth camera path: slow turn and sideways drift."""
-    return np.stack([pose(2.0 * k, (0.02 * k, 0.005 * k, 0.01 * k)) for k in range(n)])
+    """(n,4,4) smooth camera path: slow turn along an arc that also rises a little."""
+    return np.stack([pose(2.0 * k, (0.3 * np.sin(0.1 * k), 0.005 * k, 0.3 * (1 - np.cos(0.1 * k)))) for k in range(n)])
 
 
 def depth_image(size=(480, 640), base: float = 2.0, seed: int = 0) -> np.ndarray:
