@@ -49,11 +49,19 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"bad override {text!r}: expected key=value, e.g. frontend.name=rgbd", "command line")
+    if raw.strip().lower() in _YAML11_WORDS:
+        return key, raw.strip()  # keep on/off/yes/no as words; bool fields accept them below
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key, value
+
+
+#: YAML 1.1 reads these as booleans; on the command line they are kept as words (``viz=off``).
+_YAML11_WORDS = {"on", "off", "yes", "no", "y", "n"}
+_TRUE_WORDS = {"true", "on", "yes", "y", "1"}
+_FALSE_WORDS = {"false", "off", "no", "n", "0"}
 
 
 def nest(dotted: str, value: Any) -> dict[str, Any]:
@@ -173,6 +181,8 @@ def convert(tp: Any, value: Any, origins: Origins, dotted: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS | _FALSE_WORDS:
+            return value.strip().lower() in _TRUE_WORDS
         raise _error(origins, dotted, f"'{dotted}' must be true or false, got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -187,7 +197,9 @@ def convert(tp: Any, value: Any, origins: Origins, dotted: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):
+            return "on" if value else "off"  # YAML 1.1 reads an unquoted off/on as a boolean
+        if isinstance(value, (int, float)):
             return str(value)  # e.g. KITTI sequence 00 written unquoted
         raise _error(origins, dotted, f"'{dotted}' must be a string, got {value!r}")
     if isinstance(tp, type) and isinstance(value, tp):

@@ -85,6 +85,14 @@ def test_bad_override_syntax(tum_dir):
 def test_viz_shorthand(tum_dir):
     cfg = load_run_config(None, data=tum_dir, overrides=["viz=save"])
     assert cfg.viz.mode == "save"
+    assert load_run_config(None, data=tum_dir, overrides=["viz=off"]).viz.mode == "off"
+
+
+def test_unquoted_off_in_yaml_and_on_words_for_bools(tmp_path, tum_dir):
+    user = tmp_path / "user.yaml"
+    user.write_text("viz:\n  mode: off\n")
+    cfg = load_run_config(user, data=tum_dir, overrides=["backend.sync=yes"])
+    assert cfg.viz.mode == "off" and cfg.backend.sync is True
 
 
 def test_run_yaml_round_trip(tmp_path, tum_dir):
