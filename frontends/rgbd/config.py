@@ -1,0 +1,91 @@
+"""Configuration of the classical RGB-D frontend (``frontend.rgbd`` section)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: odometry methods: photometric + geometric (hybrid), photometric only, projective point-to-plane ICP,
+#: and hybrid followed by a point-to-plane ICP refinement at full working resolution
+METHODS = ("hybrid", "color", "icp", "hybrid+icp")
+
+
+@dataclass
+class RgbdConfig:
+    """Options of the ``rgbd`` frontend (Open3D tensor RGB-D odometry, frame-to-keyframe).
+
+    Attributes:
+        method: ``hybrid`` | ``color`` | ``icp`` | ``hybrid+icp`` (see :data:`METHODS`).
+        downsample: integer working-scale factor: images, depth and K are reduced by it (depth-aware
+            block averaging) before odometry; the pointmap/confidence/colours are output at that size.
+        depth_max: depth truncation in metres; farther depth is treated as invalid.
+        iterations: Gauss-Newton iterations per pyramid level, coarsest first (its length sets the number
+            of pyramid levels).
+        depth_outlier: depth difference (m) above which a correspondence is an outlier.
+        depth_huber: Huber delta (m) of the depth residual.
+        intensity_huber: Huber delta of the intensity residual (intensity in [0, 1]).
+        keyframe_translation: a new odometry reference is taken when the camera moved this far (m) from it,
+        keyframe_rotation_deg: or turned this much (degrees) from it,
+        keyframe_min_fitness: or when the fraction of the frame's valid pixels that found an inlier
+            correspondence in the reference drops below this.
+        retry_below_fitness: when the fitness is below this, the frame is also aligned from the
+            constant-velocity guess and from zero motion with one extra, coarser pyramid level, and the
+            fittest of the three estimates is kept (robustness to sudden motion; costs time only then).
+        min_fitness: below this fitness the odometry counts as failed: the frame keeps the constant-velocity
+            prediction, ``stats['odometry_failed']`` is set, its confidence is scaled by ``failure_confidence``
+            and it becomes the new reference.
+        max_step_translation: an estimate that moves this much (m) farther from the constant-velocity
+            prediction also counts as failed (a diverged solve).
+        failure_confidence: confidence factor for frames whose odometry failed.
+        confidence_depth_scale: depth (m) at which the per-point confidence halves (``1/(1+(z/s)^2)``).
+        edge_jump: relative depth jump that marks a depth discontinuity (confidence 0 there); 0 = off.
+        pair_global: let :meth:`pair` also start from SIFT-PnP and FPFH-RANSAC estimates (wide baselines).
+        pair_starts: identity plus ``pair_starts - 1`` rotated initial guesses tried by :meth:`pair`.
+        pair_inlier_distance: depth agreement (fraction of the depth) for a pair's verification.
+        pair_grey_distance: grey-value agreement (of [0, 1]) for a pair's verification.
+        descriptor_size: (width, height) of the descriptor's thumbnail grid.
+    """
+
+    method: str = "hybrid"
+    downsample: int = 2
+    depth_max: float = 4.0
+    iterations: list[int] = field(default_factory=lambda: [10, 10, 10])
+    depth_outlier: float = 0.07
+    depth_huber: float = 0.05
+    intensity_huber: float = 0.1
+    keyframe_translation: float = 0.2
+    keyframe_rotation_deg: float = 15.0
+    keyframe_min_fitness: float = 0.6
+    retry_below_fitness: float = 0.6
+    min_fitness: float = 0.2
+    max_step_translation: float = 0.3
+    failure_confidence: float = 0.3
+    confidence_depth_scale: float = 2.0
+    edge_jump: float = 0.05
+    pair_global: bool = True
+    pair_starts: int = 1
+    pair_inlier_distance: float = 0.03
+    pair_grey_distance: float = 0.1
+    descriptor_size: tuple[int, int] = (16, 12)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad option."""
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if not isinstance(self.downsample, int) or self.downsample < 1:
+            raise ValueError(f"downsample must be an integer >= 1, got {self.downsample!r}")
+        if not self.iterations or any(int(i) < 1 for i in self.iterations):
+            raise ValueError(f"iterations must be a non-empty list of positive integers, got {self.iterations!r}")
+        for name in ("depth_max", "depth_outlier", "depth_huber", "intensity_huber", "confidence_depth_scale",
+                     "max_step_translation", "pair_inlier_distance", "pair_grey_distance"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("keyframe_translation", "keyframe_rotation_deg", "edge_jump"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("keyframe_min_fitness", "retry_below_fitness", "min_fitness", "failure_confidence"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.pair_starts < 1:
+            raise ValueError(f"pair_starts must be >= 1, got {self.pair_starts!r}")
+        if len(self.descriptor_size) != 2 or min(self.descriptor_size) < 2:
+            raise ValueError(f"descriptor_size must be (width, height) >= 2, got {self.descriptor_size!r}")

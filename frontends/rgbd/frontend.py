@@ -1,0 +1,140 @@
+"""The ``rgbd`` frontend: frame-to-keyframe dense RGB-D odometry with a constant-velocity prediction.
+
+Per frame: reduce to the working size, predict the pose with constant velocity, align the frame to the
+current reference keyframe (Open3D hybrid photometric + geometric odometry by default), and take the frame
+as the new reference when it moved or turned far enough from it or the alignment got weak. Output poses
+are metric ``T_wc`` in the frame of the first frame of the segment; the pointmap is the back-projected
+depth at the working size.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from frontends.base import Frontend, register_frontend
+from frontends.rgbd.config import RgbdConfig
+from frontends.rgbd.descriptor import global_descriptor
+from frontends.rgbd.odometry import OdometryEstimate, RgbdView, estimate_motion, make_view
+from frontends.rgbd.pairs import VERIFIED_CONSISTENCY, estimate_pair
+from slam.errors import ConfigError, DatasetError
+from slam.pointmaps import depth_confidence
+from slam.types import Frame, FrontendOutput, PairEstimate
+
+
+def rotation_deg(T: np.ndarray) -> float:
+    """Rotation angle (degrees) of a 4x4 rigid transform."""
+    c = (np.trace(T[:3, :3]) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
+@register_frontend("rgbd", RgbdConfig)
+class RgbdFrontend(Frontend):
+    """Classical metric RGB-D frontend (needs depth and intrinsics on every frame)."""
+
+    def __init__(self, config: RgbdConfig | None = None):
+        self.cfg = config if config is not None else RgbdConfig()
+        try:
+            self.cfg.validate()
+        except ValueError as exc:
+            raise ConfigError(f"invalid value in 'frontend.rgbd': {exc}") from None
+        self._segment = -1
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget the reference and the motion model; the next frame starts a new segment at identity."""
+        self._ref: RgbdView | None = None
+        self._ref_index = -1
+        self._T_w_ref = np.eye(4)
+        self._T_w_last = np.eye(4)
+        self._velocity = np.eye(4)  # T_prev_cur of the last step
+        self._started = False
+
+    def _view(self, frame: Frame) -> RgbdView:
+        where = frame.source or f"frame {frame.index}"
+        if frame.depth is None:
+            raise DatasetError("frontend 'rgbd' needs a depth map on every frame but this frame has none "
+                               "(use an RGB-D dataset, or a learned frontend such as frontend.name=ttsa3r)", where)
+        if frame.K is None:
+            raise DatasetError("frontend 'rgbd' needs camera intrinsics but this frame has none "
+                               "(give them with dataset.intrinsics or a calibration file)", where)
+        if frame.depth.shape[:2] != frame.rgb.shape[:2]:
+            raise DatasetError(f"depth size {frame.depth.shape[:2]} differs from image size {frame.rgb.shape[:2]}",
+                               where)
+        return make_view(frame.rgb, frame.depth, np.asarray(frame.K, np.float64), self.cfg)
+
+    # ------------------------------------------------------------------ stream
+    def step(self, frame: Frame) -> FrontendOutput:
+        t0 = time.perf_counter()
+        view = self._view(frame)
+        stats: dict = {}
+        failed = False
+        if not self._started:
+            self._segment += 1
+            self._started = True
+            pose = np.eye(4)
+            new_reference = True
+            stats.update(odometry_fitness=1.0, odometry_residual=0.0)
+        else:
+            T_ref_last = np.linalg.inv(self._T_w_ref) @ self._T_w_last
+            guess = T_ref_last @ self._velocity
+            est = self._track(view, guess, T_ref_last)
+            jump = float(np.linalg.norm(est.T_target_source[:3, 3] - guess[:3, 3]))
+            failed = (not est.ok) or est.fitness < self.cfg.min_fitness or jump > self.cfg.max_step_translation
+            T_ref_cur = guess if failed else est.T_target_source
+            pose = self._T_w_ref @ T_ref_cur
+            if not failed:
+                self._velocity = np.linalg.inv(self._T_w_last) @ pose
+            moved = float(np.linalg.norm(T_ref_cur[:3, 3]))
+            new_reference = (failed or moved > self.cfg.keyframe_translation
+                             or rotation_deg(T_ref_cur) > self.cfg.keyframe_rotation_deg
+                             or est.fitness < self.cfg.keyframe_min_fitness)
+            stats.update(odometry_fitness=round(est.fitness, 4),
+                         odometry_residual=float(est.residual) if np.isfinite(est.residual) else None)
+        self._T_w_last = pose
+        if new_reference:
+            self._ref, self._ref_index, self._T_w_ref = view, frame.index, pose
+        conf = depth_confidence(view.depth, self.cfg.confidence_depth_scale, self.cfg.edge_jump or None)
+        if failed:
+            conf *= self.cfg.failure_confidence
+        stats.update(odometry_failed=failed, new_reference=new_reference, reference_index=self._ref_index,
+                     valid_depth_fraction=round(view.valid_fraction, 4),
+                     time_ms=round(1000 * (time.perf_counter() - t0), 2))
+        return FrontendOutput(pose=pose, points=view.points(), confidence=conf, K=view.K, segment=self._segment,
+                              colors=view.rgb, descriptor=global_descriptor(view.rgb, self.cfg.descriptor_size),
+                              metric=True, stats=stats)
+
+    def _track(self, view: RgbdView, guess: np.ndarray, T_ref_last: np.ndarray) -> OdometryEstimate:
+        """Align ``view`` to the reference from the constant-velocity ``guess``; when that alignment is weak
+        (fitness below ``cfg.retry_below_fitness``), retry from the guess and from zero motion with one
+        more, coarser pyramid level, and keep the fittest estimate."""
+        est = estimate_motion(view, self._ref, guess, self.cfg)
+        if est.ok and est.fitness >= self.cfg.retry_below_fitness:
+            return est
+        deeper = [self.cfg.iterations[0], *self.cfg.iterations]
+        for start in (guess, T_ref_last):
+            other = estimate_motion(view, self._ref, start, self.cfg, deeper)
+            if other.ok and (not est.ok or other.fitness > est.fitness):
+                est = other
+        return est
+
+    # ------------------------------------------------------------------ pairs
+    def pair(self, a: Frame, b: Frame) -> PairEstimate:
+        """Pose of ``b`` in ``a``'s camera frame from scratch (stream state untouched).
+
+        See :func:`frontends.rgbd.pairs.estimate_pair` for the cascade of initial guesses. The confidence
+        is the fraction of b's valid pixels that the estimate explains (depth and grey value agree in a),
+        scaled by ``clip((consistency - 0.5) / (VERIFIED_CONSISTENCY - 0.5), 0, 1)``: a pose under which only
+        half of what the views share agrees is a wrong pose. ``info`` holds the scores and which guess won.
+        """
+        va, vb = self._view(a), self._view(b)
+        T_ab, score, info = estimate_pair(va, vb, self.cfg)
+        confidence = score.agreement * float(np.clip((score.consistency - 0.5) / (VERIFIED_CONSISTENCY - 0.5), 0, 1))
+        conf_a = depth_confidence(va.depth, self.cfg.confidence_depth_scale, self.cfg.edge_jump or None)
+        conf_b = depth_confidence(vb.depth, self.cfg.confidence_depth_scale, self.cfg.edge_jump or None)
+        R, t = T_ab[:3, :3].astype(np.float32), T_ab[:3, 3].astype(np.float32)
+        pts_b = np.where((vb.depth > 0)[..., None], vb.points() @ R.T + t, 0.0).astype(np.float32)
+        return PairEstimate(T_ab=T_ab, confidence=float(confidence), points_a=va.points(), points_b=pts_b,
+                            conf_a=conf_a, conf_b=conf_b, info=info)
