@@ -119,10 +119,19 @@ class LoopClosureConfig:
         recent_window: the newest keyframes excluded from retrieval (they are neighbours, not loops).
         min_pair_confidence: reject a candidate whose pair estimate is less confident.
         inlier_distance: point inlier distance for the geometric check, relative to the median depth.
-        min_inlier_ratio: minimum fraction of confident points that align within ``inlier_distance``.
-        max_correction: reject when ICP refinement moves the pair estimate by more than this (relative to
-            depth, or in radians); a sign the pair estimate was wrong.
-        refine: refine the pair estimate by robust ICP on the keyframe pointmaps and use the refined one.
+        min_inlier_ratio: minimum fraction of the new keyframe's points landing on the old keyframe's surface
+            that lie within ``inlier_distance`` of it.
+        max_correction: reject when refinement moves the hypothesis by more than this (relative to depth,
+            or in radians); a sign the hypothesis was wrong.
+        refine: refine the hypothesis (point-to-plane alignment of the keyframe pointmaps, coarse to fine)
+            and use the refined one as the loop measurement.
+        use_graph_prior: try the pose graph's current relative pose as the first hypothesis (cheap; right
+            when the drift since the old keyframe is within the refinement's reach).
+        min_observability: a graph-prior hypothesis is accepted only when the pointmaps pin every direction of
+            the relative pose (:func:`backends.global_alignment.observability` >= this); otherwise the
+            refinement would just return the prior along the free direction (e.g. sliding along a wall).
+        pair_estimate: ask ``frontend.pair`` for a hypothesis when the graph prior fails.
+        max_pair_estimates: ``frontend.pair`` calls per new keyframe at most (best-scored candidates first).
         max_loops_per_keyframe: accepted loops per new keyframe at most.
     """
 
@@ -132,14 +141,18 @@ class LoopClosureConfig:
     recent_window: int = 10
     min_pair_confidence: float = 0.3
     inlier_distance: float = 0.02
-    min_inlier_ratio: float = 0.5
+    min_inlier_ratio: float = 0.7
     max_correction: float = 0.2
-    refine: bool = False
+    refine: bool = True
+    use_graph_prior: bool = True
+    min_observability: float = 0.003
+    pair_estimate: bool = True
+    max_pair_estimates: int = 1
     max_loops_per_keyframe: int = 1
 
     def validate(self) -> None:
-        if self.top_k < 1 or self.recent_window < 0 or self.max_loops_per_keyframe < 1:
-            raise ValueError("top_k and max_loops_per_keyframe must be >= 1 and recent_window >= 0")
+        if self.top_k < 1 or self.recent_window < 0 or self.max_loops_per_keyframe < 1 or self.max_pair_estimates < 0:
+            raise ValueError("top_k and max_loops_per_keyframe must be >= 1, recent_window and max_pair_estimates >= 0")
         if not -1.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be in [-1, 1], got {self.min_score}")
         if not 0.0 <= self.min_inlier_ratio <= 1.0 or self.inlier_distance <= 0:
@@ -160,6 +173,10 @@ class GlobalAlignmentConfig:
         skip_edges: also align keyframe i with i+2..i+1+skip_edges (covisibility), not only graph edges.
         prior_weight: weight of each graph edge's relative pose in the pose-graph solution (as virtual point
             pairs) relative to the edge's real point pairs; holds directions that the geometry leaves free.
+        safeguard: accept the result only when it lowers the point-to-plane error of held-out keyframe
+            pairs (not used by the alignment) and keeps every odometry edge within ``max_odometry_residual``
+            sigmas of its original measurement; otherwise keep the pose-graph solution.
+        max_odometry_residual: see ``safeguard`` (whitened units of the odometry noise model).
     """
 
     enabled: bool | None = None
@@ -170,10 +187,12 @@ class GlobalAlignmentConfig:
     huber: float = 0.01
     skip_edges: int = 2
     prior_weight: float = 0.1
+    safeguard: bool = True
+    max_odometry_residual: float = 5.0
 
     def validate(self) -> None:
-        if self.prior_weight < 0:
-            raise ValueError("prior_weight must be >= 0")
+        if self.prior_weight < 0 or self.max_odometry_residual <= 0:
+            raise ValueError("prior_weight must be >= 0 and max_odometry_residual > 0")
         if self.every_k < 0 or self.iterations < 0 or self.max_points < 10 or self.skip_edges < 0:
             raise ValueError("every_k, iterations, skip_edges must be >= 0 and max_points >= 10")
         if self.max_distance <= 0 or self.huber <= 0:

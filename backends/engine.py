@@ -52,7 +52,7 @@ class BackendEngine:
         self.timings: dict[str, list[float]] = {"graph_ms": [], "retrieval_ms": [], "verify_ms": [],
                                                 "alignment_ms": [], "segment_link_ms": []}
         self.counters = {"segment_links": 0, "segment_link_failures": 0, "alignment_runs": 0,
-                         "edges_rejected_in_final": 0}
+                         "edges_rejected_in_final": 0, "alignment_rejected": 0}
         self.published: tuple[int, dict[int, np.ndarray]] = (0, {})
         self._pending_loop_checks: deque[int] = deque()
         self._alignment_due = False
@@ -168,6 +168,7 @@ class BackendEngine:
         candidates = self._loops.retrieve(kf, max_id)
         self.timings["retrieval_ms"].append(1e3 * (time.perf_counter() - t0))
         n_accepted = 0
+        pair_budget = self.cfg.loop_closure.max_pair_estimates
         oldest = None
         for cand_id, score in candidates:
             rec: dict[str, Any] = {"kf_a": int(cand_id), "kf_b": int(kf_id), "score": round(float(score), 4)}
@@ -176,10 +177,15 @@ class BackendEngine:
                 self.loop_records.append(rec)
                 continue
             t1 = time.perf_counter()
-            res = self._loops.verify(self.keyframes[cand_id], kf)
+            prior = sim3.relative(self.graph.pose(cand_id), self.graph.pose(kf_id))
+            res = self._loops.verify(self.keyframes[cand_id], kf, prior, allow_pair=pair_budget > 0)
+            pair_budget -= int(bool(res.info.get("pair_called")))
             self.timings["verify_ms"].append(1e3 * (time.perf_counter() - t1))
             rec.update(accepted=res.accepted, reason=res.reason, inlier_ratio=round(res.inlier_ratio, 4),
-                       pair_confidence=round(res.confidence, 4))
+                       pair_confidence=round(res.confidence, 4), hypothesis=res.info.get("hypothesis"))
+            for key in ("correction", "correction_deg", "visible_fraction", "observability"):
+                if key in res.info:
+                    rec[key] = res.info[key]
             if res.accepted:
                 edge = Edge(cand_id, kf_id, res.T_ab, self._loop_sigmas(cand_id, res.confidence),
                             kind="loop", robust=True, info={"score": float(score)})
@@ -200,18 +206,41 @@ class BackendEngine:
         self.accepted.append(LoopEdge(edge.a, edge.b, float(edge.info.get("score", 0.0))))
 
     def run_global_alignment(self) -> None:
-        """Refine keyframe poses by point alignment along the graph's edges, then re-seed the graph."""
+        """Refine keyframe poses by point alignment along the graph's edges, then re-seed the graph.
+
+        With ``global_alignment.safeguard`` the result is kept only when it lowers the held-out pairs'
+        point-to-plane error and violates no odometry measurement by more than ``max_odometry_residual``
+        sigmas (see :mod:`backends.global_alignment`); otherwise the pose-graph solution stays.
+        """
         from backends.global_alignment import align_keyframes
 
         t0 = time.perf_counter()
-        poses, edges, stats = align_keyframes(self.keyframes, self.graph.poses(), self.graph.edges,
-                                              self.cfg.global_alignment, self.cfg.keyframe.min_confidence,
-                                              self.use_sim3)
-        self.graph.rebuild(poses, edges)
+        ga = self.cfg.global_alignment
+        res = align_keyframes(self.keyframes, self.graph.poses(), self.graph.edges, ga,
+                              self.cfg.keyframe.min_confidence, self.use_sim3)
+        worst = self._worst_odometry_residual(res.poses)
+        res.stats["worst_odometry_residual"] = round(worst, 3)
+        accepted = not ga.safeguard or (res.improved and worst <= ga.max_odometry_residual)
+        res.stats["accepted"] = accepted
+        if accepted:
+            self.graph.rebuild(res.poses, res.edges)
+        else:
+            self.counters["alignment_rejected"] += 1
         self.counters["alignment_runs"] += 1
-        self.last_alignment = stats
+        self.last_alignment = res.stats
         self.timings["alignment_ms"].append(1e3 * (time.perf_counter() - t0))
         self._publish()
+
+    def _worst_odometry_residual(self, poses: dict[int, np.ndarray]) -> float:
+        """Largest whitened residual of an odometry edge's original measurement at ``poses`` (sigmas)."""
+        from dataclasses import replace
+
+        worst = 0.0
+        for e in self.graph.edges:
+            if e.kind == "odometry":
+                original = replace(e, T_ab=e.info.get("measured", e.T_ab))
+                worst = max(worst, self.graph.whitened_residual(original, poses))
+        return worst
 
     def _publish(self) -> None:
         self.published = (self.published[0] + 1, self.graph.poses())

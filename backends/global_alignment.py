@@ -2,16 +2,21 @@
 
 In the spirit of CUT3R's ``demo_ga.py`` (which aligns all pairs, O(N^2)), but only along the pose graph's
 edges plus short covisibility edges ``(i, i+2 .. i+1+skip_edges)``: the cost is linear in the number of
-edges. For each edge and each direction, the source keyframe's sampled points are mapped to the world,
-projected into the other keyframe's (downsampled) image and paired with the point stored at that pixel
-(projective data association, gated by distance relative to depth). Residuals are world-space point
-differences, whitened by ``huber * depth`` and weighted by both points' normalised confidences and a Huber
-kernel. Each outer iteration re-associates and takes one damped Gauss-Newton step on all poses jointly
-(left-multiplicative update ``P <- Exp(delta) P``, ``delta = (omega, v, log s)``; the first keyframe is
-fixed; SE(3) mode keeps every scale at 1). A graph edge whose keyframes share too few correspondences
+edges. For each edge and each direction, the source keyframe's sampled points are paired with the
+destination's surface by sub-pixel projective association (:mod:`backends.projective`). Residuals are
+point-to-plane distances, whitened by ``huber * depth`` and weighted by both sides' normalised confidences
+and a Huber kernel. Each outer iteration re-associates and takes one damped Gauss-Newton step on all poses
+jointly (left-multiplicative update ``P <- Exp(delta) P``, ``delta = (omega, v, log s)``; the first keyframe
+is fixed; SE(3) mode keeps every scale at 1). A graph edge whose keyframes share too few correspondences
 contributes "virtual" point pairs built from its relative pose in the input solution instead, so the
 problem stays connected; every graph edge also contributes them with a small weight (``prior_weight``),
 which holds the directions that geometry leaves free (sliding along a wall) at the pose-graph solution.
+
+Safeguard: covisible keyframe pairs that the alignment does *not* use (``(i, i+2+skip_edges)`` and
+``(i, i+3+skip_edges)``) are held out; their truncated point-to-plane error
+(:func:`backends.projective.consistency_error`) is measured before and after. The result is accepted only
+when the held-out error decreased; the engine also checks that no odometry edge's original measurement is
+violated by more than ``max_odometry_residual`` sigmas. Otherwise the pose-graph solution is kept.
 
 The result replaces the measurement of every edge that had enough real correspondences by the aligned
 relative pose, so that the re-seeded pose graph reproduces the aligned poses.
@@ -20,7 +25,7 @@ relative pose, so that the re-seeded pose graph reproduces the aligned poses.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,84 +35,40 @@ from scipy.spatial.transform import Rotation
 from backends import sim3
 from backends.config import GlobalAlignmentConfig
 from backends.pose_graph import Edge
+from backends.projective import PointView, associate, consistency_error, prepare_view
 from slam.types import Keyframe
 
 MIN_CORRESPONDENCES = 30
 DAMPING = 1e-4
+#: held-out pairs need at least this many visible points (both directions) to count
+MIN_HELDOUT_POINTS = 100
 
 
 @dataclass
-class _View:
-    """A keyframe prepared for alignment: grid, validity, normalised confidence, sampled pixels."""
+class AlignmentResult:
+    """Outcome of :func:`align_keyframes`.
 
-    grid: np.ndarray  # (h, w, 3) float64 camera-frame points
-    valid: np.ndarray  # (h, w) bool
-    weight: np.ndarray  # (h, w) float64 normalised confidence
-    K: np.ndarray
-    sample: np.ndarray  # (M,) flat indices of sampled valid pixels
-    normals: np.ndarray  # (h*w, 3) camera-frame unit normals (0 where unknown)
+    Attributes:
+        poses: keyframe id -> 4x4 Sim(3) ``T_wk`` after alignment (input poses for ids not aligned).
+        edges: copies of the input edges, measurements replaced where the edge had real correspondences.
+        stats: JSON-ready figures (costs, correspondences, held-out errors).
+        improved: the held-out consistency error decreased (True when nothing was held out).
+    """
 
-
-def _prepare(kf: Keyframe, max_points: int, min_confidence: float) -> _View:
-    grid = kf.points.astype(np.float64)
-    conf = kf.confidence.astype(np.float64)
-    valid = (conf > min_confidence) & np.isfinite(grid).all(-1) & (grid[..., 2] > 0)
-    weight = np.zeros_like(conf)
-    if valid.any():
-        weight[valid] = np.clip(conf[valid] / np.median(conf[valid]), 0.0, 3.0)
-    flat = np.flatnonzero(valid)
-    if len(flat) > max_points:
-        flat = flat[np.linspace(0, len(flat) - 1, max_points).astype(int)]
-    return _View(grid, valid, weight, kf.K, flat, _normals(grid, valid).reshape(-1, 3))
+    poses: dict[int, np.ndarray]
+    edges: list[Edge]
+    stats: dict = field(default_factory=dict)
+    improved: bool = True
 
 
-def _normals(grid: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(h, w, 3) unit normals of a camera-frame pointmap from central differences (0 at the border)."""
-    n = np.zeros_like(grid)
-    du = grid[1:-1, 2:] - grid[1:-1, :-2]
-    dv = grid[2:, 1:-1] - grid[:-2, 1:-1]
-    c = np.cross(du, dv)
-    ok = valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
-    norm = np.linalg.norm(c, axis=-1)
-    ok &= norm > 0
-    c[ok] /= norm[ok][:, None]
-    c[~ok] = 0.0
-    n[1:-1, 1:-1] = c
-    return n
-
-
-def _associate(src: _View, dst: _View, P_src: np.ndarray, P_dst: np.ndarray, cfg: GlobalAlignmentConfig):
-    """Projective correspondences src -> dst: world points (M, 3) y_src, y_dst, weights, sigmas."""
-    x_src = src.grid.reshape(-1, 3)[src.sample]
-    y_src = sim3.transform_points(P_src, x_src)
-    q = sim3.transform_points(sim3.inverse(P_dst), y_src)
-    z = q[:, 2]
-    h, w = dst.valid.shape
-    front = z > 1e-9
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = np.rint(dst.K[0, 0] * q[:, 0] / z + dst.K[0, 2])
-        v = np.rint(dst.K[1, 1] * q[:, 1] / z + dst.K[1, 2])
-    ok = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    idx = np.where(ok, np.nan_to_num(v * w + u, nan=0.0), 0.0).astype(np.int64)
-    ok &= dst.valid.ravel()[idx]
-    s_dst = sim3.scale_of(P_dst)
-    y_dst = sim3.transform_points(P_dst, dst.grid.reshape(-1, 3)[idx])
-    depth = np.abs(z) * s_dst
-    ok &= np.linalg.norm(y_dst - y_src, axis=1) < cfg.max_distance * depth
-    weight = src.weight.ravel()[src.sample] * dst.weight.ravel()[idx]
-    normal = dst.normals[idx] @ sim3.rotation_of(P_dst).T
-    ok &= (weight > 0) & (np.abs(normal).sum(1) > 0)
-    return y_src[ok], y_dst[ok], weight[ok], cfg.huber * depth[ok], normal[ok]
-
-
-def _virtual(src: _View, P_src: np.ndarray, P_dst: np.ndarray, T_dst_src: np.ndarray, cfg: GlobalAlignmentConfig,
+def _virtual(src: PointView, P_src: np.ndarray, P_dst: np.ndarray, T_dst_src: np.ndarray, huber: float,
              weight: float):
     """Point pairs that encode the measurement ``T_dst_src`` (used when an edge lacks real overlap)."""
     x_src = src.grid.reshape(-1, 3)[src.sample[:: max(1, len(src.sample) // 200)]]
     y_src = sim3.transform_points(P_src, x_src)
     y_dst = sim3.transform_points(P_dst @ T_dst_src, x_src)
     depth = np.abs(x_src[:, 2]) * sim3.scale_of(P_src)
-    return y_src, y_dst, np.full(len(x_src), weight * len(src.sample) / len(x_src)), cfg.huber * depth, None
+    return y_src, y_dst, np.full(len(x_src), weight * len(src.sample) / len(x_src)), huber * depth, None
 
 
 def _jacobian(y: np.ndarray) -> np.ndarray:
@@ -126,97 +87,181 @@ def _exp(delta: np.ndarray) -> np.ndarray:
     return sim3.make_sim3(Rotation.from_rotvec(delta[:3]).as_matrix(), delta[3:6], float(np.exp(delta[6])))
 
 
-def align_keyframes(keyframes: dict[int, Keyframe], poses: dict[int, np.ndarray], edges: list[Edge],
-                    cfg: GlobalAlignmentConfig, min_confidence: float, use_sim3: bool
-                    ) -> tuple[dict[int, np.ndarray], list[Edge], dict]:
-    """Align keyframe pointmaps along ``edges`` (+ covisibility edges); returns (poses, edges, stats).
+def alignment_pairs(ids: list[int], edges: list[Edge], skip_edges: int) -> list[tuple[int, int]]:
+    """Sorted ``(a, b)`` pairs (a < b) aligned: graph edges among ``ids`` and ``(i, i+2..i+1+skip_edges)``."""
+    idset = set(ids)
+    pairs = {(min(e.a, e.b), max(e.a, e.b)) for e in edges if e.a in idset and e.b in idset and e.a != e.b}
+    for i, k in enumerate(ids):
+        for j in ids[i + 2: i + 2 + skip_edges]:
+            pairs.add((k, j))
+    return sorted(pairs)
 
-    ``poses`` are 4x4 Sim(3) ``T_wk``; returned edges are copies with refined measurements where the edge had
-    at least ``MIN_CORRESPONDENCES`` real correspondences in the last iteration.
+
+def heldout_pairs(ids: list[int], used: set[tuple[int, int]], skip_edges: int) -> list[tuple[int, int]]:
+    """Pairs ``(i, i+2+skip_edges)`` and ``(i, i+3+skip_edges)`` (in id order) that alignment does not use."""
+    out = []
+    for i, k in enumerate(ids):
+        for j in ids[i + 2 + skip_edges: i + 4 + skip_edges]:
+            if (k, j) not in used:
+                out.append((k, j))
+    return out
+
+
+def align_keyframes(keyframes: dict[int, Keyframe], poses: dict[int, np.ndarray], edges: list[Edge],
+                    cfg: GlobalAlignmentConfig, min_confidence: float, use_sim3: bool) -> AlignmentResult:
+    """Align keyframe pointmaps along ``edges`` (+ covisibility edges) starting from ``poses`` (4x4 ``T_wk``).
+
+    Returned edges are copies with refined measurements where the edge had at least
+    ``MIN_CORRESPONDENCES`` real correspondences in the last iteration; the original measurement is kept in
+    ``info['measured']``.
     """
     ids = sorted(k for k in keyframes if k in poses)
     if len(ids) < 2:
-        return dict(poses), list(edges), {"pairs": 0}
-    col = {k: i for i, k in enumerate(ids)}
-    views = {k: _prepare(keyframes[k], cfg.max_points, min_confidence) for k in ids}
+        return AlignmentResult(dict(poses), list(edges), {"pairs": 0})
+    views = {k: prepare_view(keyframes[k], cfg.max_points, min_confidence) for k in ids}
     P = {k: np.asarray(poses[k], dtype=np.float64).copy() for k in ids}
     # each graph edge's relative pose in the input solution (which already fuses odometry and loops)
     measured: dict[tuple[int, int], np.ndarray] = {}
     for e in edges:
-        if e.a in col and e.b in col and e.a != e.b:
+        if e.a in P and e.b in P and e.a != e.b:
             measured.setdefault((e.a, e.b), sim3.relative(P[e.a], P[e.b]))
-    pairs = set()
-    for a, b in measured:
-        pairs.add((min(a, b), max(a, b)))
-    for i, k in enumerate(ids):
-        for j in ids[i + 2: i + 2 + cfg.skip_edges]:
-            pairs.add((k, j))
-    pairs = sorted(pairs)
-    dof = 7 if use_sim3 else 6
-    n = len(ids)
-    stats = {"pairs": len(pairs), "iterations": cfg.iterations}
-    real_count: dict[tuple[int, int], int] = {}
-    for it in range(cfg.iterations + 1):
-        blocks: dict[tuple[int, int], np.ndarray] = {}
-        g = np.zeros((n, 7))
-        cost = 0.0
-        total = 0
-        for a, b in pairs:
-            terms = []
-            n_real = 0
-            for s, d in ((a, b), (b, a)):
-                y_s, y_d, w, sig, nrm = _associate(views[s], views[d], P[s], P[d], cfg)
-                n_real += len(w)
-                terms.append((s, d, y_s, y_d, w, sig, nrm))
-            real_count[(a, b)] = n_real
-            # the graph's measurement of this edge as virtual point pairs: a weak prior that pins directions
-            # the geometry leaves free, and the whole constraint when the edge lacks real overlap
-            prior_w = cfg.prior_weight if n_real >= MIN_CORRESPONDENCES else 1.0
-            if n_real < MIN_CORRESPONDENCES:
-                terms = []
-            if (a, b) in measured:
-                terms.append((b, a, *_virtual(views[b], P[b], P[a], measured[(a, b)], cfg, prior_w)))
-            elif (b, a) in measured:
-                terms.append((a, b, *_virtual(views[a], P[a], P[b], measured[(b, a)], cfg, prior_w)))
-            for s, d, y_s, y_d, w, sig, nrm in terms:
-                if len(w) == 0:
-                    continue
-                r = y_d - y_s
-                Jd, Js = _jacobian(y_d), -_jacobian(y_s)
-                if nrm is not None:  # point-to-plane along the target normal
-                    r = np.einsum("mi,mi->m", nrm, r)[:, None]
-                    Jd = np.einsum("mi,mij->mj", nrm, Jd)[:, None, :]
-                    Js = np.einsum("mi,mij->mj", nrm, Js)[:, None, :]
-                rn = np.linalg.norm(r, axis=1) / sig
-                hub = np.minimum(1.0, 1.0 / np.maximum(rn, 1e-12))
-                W = w * hub / sig**2
-                cost += float(np.sum(w * np.where(rn <= 1, 0.5 * rn**2, rn - 0.5)))
-                total += len(w)
-                WJd, WJs = W[:, None, None] * Jd, W[:, None, None] * Js
-                for (i, Ji, WJi) in ((d, Jd, WJd), (s, Js, WJs)):
-                    g[col[i]] += np.einsum("mij,mi->j", WJi, r)
-                    for (j, Jj) in ((d, Jd), (s, Js)):
-                        key = (col[i], col[j])
-                        blocks[key] = blocks.get(key, 0.0) + np.einsum("mij,mik->jk", WJi, Jj)
-        if it == 0:
-            stats["initial_cost"] = round(cost / max(total, 1), 6)
-            stats["initial_correspondences"] = total
-        if it == cfg.iterations:
-            stats["final_cost"] = round(cost / max(total, 1), 6)
-            stats["final_correspondences"] = total
-            break
-        delta = _solve(blocks, g, n, dof)
-        for k in ids:
-            P[k] = _exp(delta[col[k]]) @ P[k]
+    pairs = alignment_pairs(ids, edges, cfg.skip_edges)
+    heldout = heldout_pairs(ids, set(pairs), cfg.skip_edges)
+    stats: dict = {"pairs": len(pairs), "iterations": cfg.iterations}
+    real_count = _optimise(views, P, ids, pairs, measured, cfg, use_sim3, stats)
+    improved = _check_heldout(views, poses, P, heldout, cfg.huber, stats)
     out_edges = []
     for e in edges:
         key = (min(e.a, e.b), max(e.a, e.b))
         if real_count.get(key, 0) >= MIN_CORRESPONDENCES and e.a in P and e.b in P:
-            e = dataclasses.replace(e, T_ab=sim3.relative(P[e.a], P[e.b]), info={**e.info, "aligned": True})
+            info = {**e.info, "aligned": True, "measured": e.info.get("measured", e.T_ab)}
+            e = dataclasses.replace(e, T_ab=sim3.relative(P[e.a], P[e.b]), info=info)
         out_edges.append(e)
     new_poses = dict(poses)
     new_poses.update(P)
-    return new_poses, out_edges, stats
+    return AlignmentResult(new_poses, out_edges, stats, improved)
+
+
+def align_pair(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: GlobalAlignmentConfig,
+               min_confidence: float, use_sim3: bool) -> tuple[np.ndarray, dict]:
+    """Refine ``T_ab`` (4x4 Sim(3), pose of b in a's camera) by aligning the two keyframes' pointmaps.
+
+    The same point-to-plane problem as :func:`align_keyframes` on one pair; the input ``T_ab`` enters as
+    virtual point pairs with weight ``cfg.prior_weight``, which holds the directions the geometry leaves
+    free (a view of planes) at the hypothesis. Returns the refined ``T_ab`` and stats
+    (``final_correspondences`` is 0 when the views found no correspondences; ``observability`` is
+    :func:`observability` of the data alone at the result).
+    """
+    views = {0: prepare_view(kf_a, cfg.max_points, min_confidence),
+             1: prepare_view(kf_b, cfg.max_points, min_confidence)}
+    T0 = np.asarray(T_ab, dtype=np.float64).copy()
+    P = {0: np.eye(4), 1: T0.copy()}
+    stats: dict = {}
+    _optimise(views, P, [0, 1], [(0, 1)], {(0, 1): T0}, cfg, use_sim3, stats)
+    blocks = _normal_equations(views, P, {0: 0, 1: 1}, [(0, 1)], {}, cfg)[0]
+    depth = float(np.median(views[0].grid[views[0].valid][:, 2])) if views[0].valid.any() else 1.0
+    stats["observability"] = observability(blocks[(1, 1)], depth, 7 if use_sim3 else 6) if (1, 1) in blocks else 0.0
+    return P[1], stats
+
+
+def _optimise(views: dict[int, PointView], P: dict[int, np.ndarray], ids: list[int], pairs: list[tuple[int, int]],
+              measured: dict[tuple[int, int], np.ndarray], cfg: GlobalAlignmentConfig, use_sim3: bool,
+              stats: dict) -> dict[tuple[int, int], int]:
+    """Gauss-Newton iterations on the poses ``P`` (updated in place; ``ids[0]`` fixed).
+
+    Returns the real correspondences per pair in the last iteration; costs go into ``stats``.
+    """
+    col = {k: i for i, k in enumerate(ids)}
+    dof = 7 if use_sim3 else 6
+    real_count: dict[tuple[int, int], int] = {}
+    for it in range(cfg.iterations + 1):
+        blocks, g, cost, total, real_count = _normal_equations(views, P, col, pairs, measured, cfg)
+        if it == 0:
+            stats["initial_cost"] = round(cost / max(total, 1), 6)
+            stats["initial_correspondences"] = total
+        if it == cfg.iterations or total == 0:
+            stats["final_cost"] = round(cost / max(total, 1), 6)
+            stats["final_correspondences"] = total
+            break
+        delta = _solve(blocks, g, len(ids), dof)
+        for k in ids:
+            P[k] = _exp(delta[col[k]]) @ P[k]
+    return real_count
+
+
+def _normal_equations(views: dict[int, PointView], P: dict[int, np.ndarray], col: dict[int, int],
+                      pairs: list[tuple[int, int]], measured: dict[tuple[int, int], np.ndarray],
+                      cfg: GlobalAlignmentConfig):
+    """Associate every pair at ``P`` and accumulate the Gauss-Newton system.
+
+    Returns (7x7 Hessian blocks keyed by column pairs, (n, 7) gradient, robust cost, residual count,
+    real correspondences per pair).
+    """
+    blocks: dict[tuple[int, int], np.ndarray] = {}
+    g = np.zeros((len(col), 7))
+    cost, total = 0.0, 0
+    real_count: dict[tuple[int, int], int] = {}
+    for a, b in pairs:
+        terms = []
+        for s, d in ((a, b), (b, a)):
+            c = associate(views[s], views[d], P[s], P[d], cfg.max_distance)
+            terms.append((s, d, c.y_src, c.y_dst, c.weight, cfg.huber * c.depth, c.normal))
+        n_real = sum(len(t[4]) for t in terms)
+        real_count[(a, b)] = n_real
+        # the graph's measurement of this edge as virtual point pairs: a weak prior that pins directions
+        # the geometry leaves free, and the whole constraint when the edge lacks real overlap
+        prior_w = cfg.prior_weight if n_real >= MIN_CORRESPONDENCES else 1.0
+        if n_real < MIN_CORRESPONDENCES:
+            terms = []
+        if (a, b) in measured:
+            terms.append((b, a, *_virtual(views[b], P[b], P[a], measured[(a, b)], cfg.huber, prior_w)))
+        elif (b, a) in measured:
+            terms.append((a, b, *_virtual(views[a], P[a], P[b], measured[(b, a)], cfg.huber, prior_w)))
+        for s, d, y_s, y_d, w, sig, nrm in terms:
+            if len(w) == 0:
+                continue
+            r = y_d - y_s
+            Jd, Js = _jacobian(y_d), -_jacobian(y_s)
+            if nrm is not None:  # point-to-plane along the destination normal
+                r = np.einsum("mi,mi->m", nrm, r)[:, None]
+                Jd = np.einsum("mi,mij->mj", nrm, Jd)[:, None, :]
+                Js = np.einsum("mi,mij->mj", nrm, Js)[:, None, :]
+            rn = np.linalg.norm(r, axis=1) / sig
+            hub = np.minimum(1.0, 1.0 / np.maximum(rn, 1e-12))
+            W = w * hub / sig**2
+            cost += float(np.sum(w * np.where(rn <= 1, 0.5 * rn**2, rn - 0.5)))
+            total += len(w)
+            WJd, WJs = W[:, None, None] * Jd, W[:, None, None] * Js
+            for (i, WJi) in ((d, WJd), (s, WJs)):
+                g[col[i]] += np.einsum("mij,mi->j", WJi, r)
+                for (j, Jj) in ((d, Jd), (s, Js)):
+                    key = (col[i], col[j])
+                    blocks[key] = blocks.get(key, 0.0) + np.einsum("mij,mik->jk", WJi, Jj)
+    return blocks, g, cost, total, real_count
+
+
+def observability(H: np.ndarray, depth: float, dof: int) -> float:
+    """How well point data pins every direction of one pose: smallest / largest eigenvalue of its ``dof``x``dof``
+    Hessian block ``H`` after expressing translation (and log-scale) in units of ``depth`` (so that every
+    direction moves points by comparable amounts). Near 0: some direction (e.g. sliding along a wall) is
+    left free by the geometry."""
+    S = np.diag([1.0, 1.0, 1.0, depth, depth, depth, 1.0])[:dof, :dof]
+    ev = np.linalg.eigvalsh(S @ H[:dof, :dof] @ S)
+    return float(max(ev[0], 0.0) / ev[-1]) if ev[-1] > 0 else 0.0
+
+
+def _check_heldout(views: dict[int, PointView], before: dict[int, np.ndarray], after: dict[int, np.ndarray],
+                   heldout: list[tuple[int, int]], scale: float, stats: dict) -> bool:
+    """Held-out consistency before/after (into ``stats``); True when it decreased or nothing is held out."""
+    err0, count = consistency_error(views, before, heldout, scale)
+    stats["heldout_pairs"] = len(heldout)
+    stats["heldout_points"] = count
+    if count < MIN_HELDOUT_POINTS:
+        return True
+    err1, _ = consistency_error(views, after, heldout, scale)
+    stats["heldout_error_before"] = round(err0, 6)
+    stats["heldout_error_after"] = round(err1, 6)
+    return bool(err1 < err0)
 
 
 def _solve(blocks: dict[tuple[int, int], np.ndarray], g: np.ndarray, n: int, dof: int) -> np.ndarray:

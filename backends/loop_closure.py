@@ -1,17 +1,25 @@
-"""Loop closure: retrieval by descriptor similarity, verification by a pair estimate + geometric check.
+"""Loop closure: retrieval by descriptor similarity, verification by pose hypotheses + a geometric check.
 
 Retrieval: cosine similarity between the new keyframe's global descriptor and those of all keyframes older
-than the recent window; the top-k above ``min_score`` are candidates. Keyframes without a frontend
-descriptor get a fallback one computed here from their colours (a normalised grey thumbnail).
+than the recent window (one matrix-vector product over a preallocated, L2-normalised descriptor matrix); the
+top-k above ``min_score`` are candidates. Keyframes without a frontend descriptor get a fallback one
+computed here from their colours (a normalised grey thumbnail).
 
-Verification of a candidate (old keyframe ``a``, new keyframe ``b``):
-  1. ``frontend.pair(a.frame, b.frame)`` gives ``T_ab`` (pose of b in a's camera frame) and a confidence.
-  2. Up-to-scale frontends: the pair's units are converted to each keyframe's stream units from the ratio of
-     median depths of the pair's pointmaps and the keyframes' pointmaps.
-  3. Geometric check: b's confident points are mapped into a's camera with ``T_ab``, optionally refined by a
-     robust ICP (Sim(3) for up-to-scale, SE(3) for metric frontends) against a's points; the fraction of
-     b's points visible in a that have an a-point within ``inlier_distance`` (relative to depth) is the
-     inlier ratio. A pair estimate that ICP has to move by more than ``max_correction`` is rejected.
+Verification of a candidate (old keyframe ``a``, new keyframe ``b``) tries up to two hypotheses of
+``T_ab`` (pose of b in a's camera frame), cheapest first:
+  1. the pose graph's current relative pose (``use_graph_prior``): right when the drift since ``a`` is
+     small, costs only the geometric check (milliseconds); accepted only when the pointmaps constrain every
+     direction of the pose (``min_observability``), since along a free direction the refinement can only
+     return the prior;
+  2. ``frontend.pair(a.frame, b.frame)`` (``pair_estimate``): a fresh estimate from the two frames, which
+     survives any drift but costs a frontend call; asked for at most ``max_pair_estimates`` candidates per
+     new keyframe, best-scored first, and only when hypothesis 1 failed. Up-to-scale frontends: the pair's
+     units are converted to each keyframe's stream units from the ratio of median depths.
+Geometric check of a hypothesis on the stored (downsampled) pointmaps: the projective point-to-plane
+alignment of :func:`backends.global_alignment.align_pair` refines it, coarse to fine (Sim(3) for
+up-to-scale, SE(3) for metric frontends); a hypothesis that refinement has to move by more than
+``max_correction`` is rejected. The inlier ratio is the fraction of b's points that land on a's
+surface (a valid cell of a's grid) and lie within ``inlier_distance`` (relative to depth) of it.
 """
 
 from __future__ import annotations
@@ -22,16 +30,22 @@ from typing import Any
 
 import cv2
 import numpy as np
-from scipy.spatial import cKDTree
 
 from backends import sim3
-from backends.alignment import robust_icp
-from backends.config import KeyframeConfig, LoopClosureConfig
+from backends.config import GlobalAlignmentConfig, KeyframeConfig, LoopClosureConfig
+from backends.global_alignment import align_pair
 from backends.keyframer import median_depth
+from backends.projective import associate, prepare_view
 from slam.types import Keyframe
 
 MAX_VERIFY_POINTS = 3000
 MIN_VISIBLE_FRACTION = 0.2
+#: coarse-to-fine point-to-plane refinement of a loop hypothesis: a wide association gate first (reach), then
+#: a tight one (accuracy); a weak prior only pins the directions the geometry leaves free
+_REFINE = (GlobalAlignmentConfig(iterations=5, max_points=MAX_VERIFY_POINTS, prior_weight=0.01, max_distance=0.15,
+                                 huber=0.03),
+           GlobalAlignmentConfig(iterations=6, max_points=MAX_VERIFY_POINTS, prior_weight=0.01, max_distance=0.03,
+                                 huber=0.01))
 
 
 @dataclass
@@ -93,75 +107,73 @@ def _to_stream_units(kf_a: Keyframe, kf_b: Keyframe, pair: Any, T: np.ndarray, m
     return np.diag([sig_a] * 3 + [1.0]) @ T @ np.diag([1.0 / sig_b] * 3 + [1.0])
 
 
-def verify_pair(frontend: Any, kf_a: Keyframe, kf_b: Keyframe, cfg: LoopClosureConfig,
-                kf_cfg: KeyframeConfig, use_sim3: bool) -> Verification:
-    """Verify that keyframes ``a`` (old) and ``b`` (new) see the same place; estimate ``T_ab``."""
+def pair_hypothesis(frontend: Any, kf_a: Keyframe, kf_b: Keyframe, cfg: LoopClosureConfig, kf_cfg: KeyframeConfig,
+                    use_sim3: bool) -> tuple[np.ndarray | None, float, str]:
+    """``T_ab`` from ``frontend.pair`` in the keyframes' stream units: (T or None, confidence, why not)."""
     if kf_a.frame is None or kf_b.frame is None:
-        return Verification(False, "frame not stored (backend.keyframe.keep_frame is false)")
+        return None, 0.0, "frame not stored (backend.keyframe.keep_frame is false)"
     try:
         pair = frontend.pair(kf_a.frame, kf_b.frame)
     except Exception as exc:  # noqa: BLE001 - a failing pair estimate only rejects the candidate
-        return Verification(False, f"pair estimate failed: {exc!r}")
+        return None, 0.0, f"pair estimate failed: {exc!r}"
     conf = float(pair.confidence)
     if not np.isfinite(pair.T_ab).all():
-        return Verification(False, "pair estimate is not finite", confidence=conf)
+        return None, conf, "pair estimate is not finite"
     if conf < cfg.min_pair_confidence:
-        return Verification(False, f"pair confidence {conf:.3f} < {cfg.min_pair_confidence}", confidence=conf)
+        return None, conf, f"pair confidence {conf:.3f} < {cfg.min_pair_confidence}"
     T = np.asarray(pair.T_ab, dtype=np.float64).copy()
     if not pair.sim3 and pair.scale != 1.0:
         T[:3, :3] *= float(pair.scale)
     if not kf_a.metric or not kf_b.metric:
         T = _to_stream_units(kf_a, kf_b, pair, T, kf_cfg.min_confidence)
-    if not use_sim3:
-        T = sim3.rigid(T)
-    return check_geometry(kf_a, kf_b, T, cfg, kf_cfg.min_confidence, use_sim3, confidence=conf)
+    return (T if use_sim3 else sim3.rigid(T)), conf, "ok"
+
+
+def verify_pair(frontend: Any, kf_a: Keyframe, kf_b: Keyframe, cfg: LoopClosureConfig,
+                kf_cfg: KeyframeConfig, use_sim3: bool) -> Verification:
+    """Verify with a pair estimate that keyframes ``a`` (old) and ``b`` (new) see the same place."""
+    T, conf, why = pair_hypothesis(frontend, kf_a, kf_b, cfg, kf_cfg, use_sim3)
+    if T is None:
+        return Verification(False, why, confidence=conf, info={"hypothesis": "pair"})
+    res = check_geometry(kf_a, kf_b, T, cfg, kf_cfg.min_confidence, use_sim3, confidence=conf)
+    res.info["hypothesis"] = "pair"
+    return res
 
 
 def check_geometry(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: LoopClosureConfig,
                    min_confidence: float, use_sim3: bool, confidence: float = 1.0) -> Verification:
-    """Geometric check (and optional ICP refinement) of ``T_ab`` with the keyframes' pointmaps."""
+    """Geometric check (with refinement when ``cfg.refine``) of the hypothesis ``T_ab`` on the pointmaps."""
     src = confident_points(kf_b, min_confidence)
     dst = confident_points(kf_a, min_confidence)
     if len(src) < 20 or len(dst) < 20:
         return Verification(False, "too few confident points", T_ab, confidence)
     depth = float(np.median(dst[:, 2]))
-    # never below the spacing of the stored (downsampled) pointmap's samples at that depth
-    dist = max(cfg.inlier_distance, 0.75 / float(kf_a.K[0, 0])) * depth
-    tree = cKDTree(dst)
     T = T_ab
     info: dict[str, Any] = {}
     if cfg.refine:
-        res = robust_icp(src, dst, T_ab, dist, with_scale=use_sim3, tree=tree)
-        corr = sim3.relative(T_ab, res.T)
+        for stage in _REFINE:
+            T, stats = align_pair(kf_a, kf_b, T, stage, min_confidence, use_sim3)
+        info["observability"] = round(stats["observability"], 6)
+        corr = sim3.relative(T_ab, T)
         move_t = float(np.linalg.norm(corr[:3, 3])) / depth
         move_r = sim3.rotation_angle(sim3.rotation_of(corr))
-        info.update(icp_translation=round(move_t, 5), icp_rotation=round(move_r, 5))
+        info.update(correction=round(move_t, 5), correction_deg=round(float(np.degrees(move_r)), 4))
         if max(move_t, move_r) > cfg.max_correction:
-            return Verification(False, f"ICP moved the pair estimate too much ({move_t:.3f} depth, "
+            return Verification(False, f"refinement moved the hypothesis too much ({move_t:.3f} depth, "
                                 f"{np.degrees(move_r):.1f} deg)", T_ab, confidence, info=info)
-        T = res.T
-    moved = sim3.transform_points(T, src)
-    visible = _inside_image(moved, kf_a.K, kf_a.points.shape[:2])
-    vis_frac = float(visible.mean())
+    view_a = prepare_view(kf_a, MAX_VERIFY_POINTS, min_confidence)
+    view_b = prepare_view(kf_b, MAX_VERIFY_POINTS, min_confidence)
+    c = associate(view_b, view_a, T, np.eye(4), cfg.inlier_distance)
+    vis_frac = c.n_visible / max(c.n_samples, 1)
     info["visible_fraction"] = round(vis_frac, 4)
     if vis_frac < MIN_VISIBLE_FRACTION:
         return Verification(False, f"views do not overlap (visible fraction {vis_frac:.2f})", T, confidence,
                             info=info)
-    d, _ = tree.query(moved[visible])
-    ratio = float((d < dist).mean())
+    ratio = len(c) / c.n_visible
     if ratio < cfg.min_inlier_ratio:
         return Verification(False, f"inlier ratio {ratio:.3f} < {cfg.min_inlier_ratio}", T, confidence, ratio,
                             info)
     return Verification(True, "ok", T, confidence, ratio, info)
-
-
-def _inside_image(points: np.ndarray, K: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    z = points[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = K[0, 0] * points[:, 0] / z + K[0, 2]
-        v = K[1, 1] * points[:, 1] / z + K[1, 2]
-    h, w = size
-    return (z > 1e-6) & (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
 
 
 class LoopCloser:
@@ -204,5 +216,32 @@ class LoopCloser:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(self._ids[i], float(scores[i])) for i in top if scores[i] >= self.cfg.min_score]
 
-    def verify(self, kf_a: Keyframe, kf_b: Keyframe) -> Verification:
-        return verify_pair(self.frontend, kf_a, kf_b, self.cfg, self.kf_cfg, self.use_sim3)
+    def verify(self, kf_a: Keyframe, kf_b: Keyframe, T_prior: np.ndarray | None = None,
+               allow_pair: bool = True) -> Verification:
+        """Verify candidate ``a`` (old) for the new keyframe ``b``: the graph's ``T_prior`` first (when given
+        and ``use_graph_prior``), then a pair estimate (when ``allow_pair`` and ``pair_estimate``).
+
+        ``info['hypothesis']`` names the hypothesis that decided; ``info['pair_called']`` is True when
+        ``frontend.pair`` was asked.
+        """
+        res = None
+        if T_prior is not None and self.cfg.use_graph_prior:
+            T = T_prior if self.use_sim3 else sim3.rigid(T_prior)
+            res = check_geometry(kf_a, kf_b, T, self.cfg, self.kf_cfg.min_confidence, self.use_sim3)
+            res.info["hypothesis"] = "graph"
+            res.confidence = res.inlier_ratio
+            obs = res.info.get("observability", 1.0)
+            if res.accepted and obs < self.cfg.min_observability:
+                res.accepted = False
+                res.reason = f"geometry leaves a direction free (observability {obs:.4f} < {self.cfg.min_observability})"
+            if res.accepted:
+                return res
+        if allow_pair and self.cfg.pair_estimate and self.frontend is not None:
+            pair_res = verify_pair(self.frontend, kf_a, kf_b, self.cfg, self.kf_cfg, self.use_sim3)
+            pair_res.info["pair_called"] = True
+            if res is not None and not pair_res.accepted:
+                pair_res.reason = f"graph prior: {res.reason}; pair estimate: {pair_res.reason}"
+            return pair_res
+        if res is None:
+            return Verification(False, "no hypothesis (use_graph_prior and pair_estimate are off)")
+        return res

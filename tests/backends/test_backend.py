@@ -190,9 +190,14 @@ def test_false_loop_is_survived(loop_scene):
 
 
 def test_async_worker_matches_sync(loop_scene):
+    # pair estimates only: a graph-prior hypothesis depends on the graph's state when the (deferred) check
+    # runs, so its refined measurement may differ slightly between sync and async runs
     poses, frames = loop_scene
-    sync = run_backend(config("loops"), drifting(), frames)
+    cfg = config("loops")
+    cfg.loop_closure.use_graph_prior = False
+    sync = run_backend(cfg, drifting(), frames)
     cfg = config("loops", queue_size=2)
+    cfg.loop_closure.use_graph_prior = False
     cfg.sync = False
     asyn = run_backend(cfg, drifting(), frames)
     assert len(sync.keyframes()) == len(asyn.keyframes())
@@ -251,8 +256,10 @@ def test_global_alignment_reduces_perturbation():
         d = [sim3.relative(P[i], P[i + 1])[:3, 3] - sim3.relative(gt[i], gt[i + 1])[:3, 3] for i in range(len(gt) - 1)]
         return float(np.sqrt(np.mean(np.sum(np.square(d), axis=1))))
 
-    aligned, new_edges, stats = align_keyframes(kfs, pert, edges, GlobalAlignmentConfig(prior_weight=0.05), 0.0,
-                                                use_sim3=False)
-    assert rpe(aligned) < 0.6 * rpe(pert), (rpe(pert), rpe(aligned))
-    assert stats["final_cost"] < stats["initial_cost"]
-    assert all(e.info.get("aligned") for e in new_edges)
+    res = align_keyframes(kfs, pert, edges, GlobalAlignmentConfig(prior_weight=0.05), 0.0, use_sim3=False)
+    assert rpe(res.poses) < 0.6 * rpe(pert), (rpe(pert), rpe(res.poses))
+    assert res.stats["final_cost"] < res.stats["initial_cost"]
+    assert all(e.info.get("aligned") for e in res.edges)
+    # the original measurements stay available (the safeguard checks odometry against them)
+    assert all(np.allclose(e.info["measured"], old.T_ab) for e, old in zip(res.edges, edges))
+    assert res.improved and res.stats["heldout_error_after"] < res.stats["heldout_error_before"]
