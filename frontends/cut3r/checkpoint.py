@@ -222,13 +222,37 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], state_dict: Mapping[s
         raise CheckpointError("checkpoint does not match the network: " + "; ".join(problems), source)
 
 
+def _state_outside_checkpoint(net: torch.nn.Module) -> bool:
+    """True if a submodule holds tensors a state dict does not cover (non-persistent buffers, plain tensor
+    attributes): those would not be filled by loading the checkpoint into an uninitialised network."""
+    for module in net.modules():
+        if getattr(module, "_non_persistent_buffers_set", None):
+            return True
+        if any(isinstance(v, torch.Tensor) for v in vars(module).values()):
+            return True
+    return False
+
+
 def build_model(checkpoint: Cut3rCheckpoint, device: str | torch.device = "cpu",
                 dtype: torch.dtype = torch.float32) -> Cut3rNet:
-    """Build the network for ``checkpoint.config`` and load its weights strictly (eval mode)."""
+    """Build the network for ``checkpoint.config`` and load its weights strictly (eval mode).
+
+    The module tree is built on the ``meta`` device and then allocated uninitialised on ``device``
+    (``to_empty``), so the ~800 M random numbers of the released models are never drawn; the checkpoint
+    is then copied in. Copying (rather than adopting the checkpoint's tensors) gives every parameter a
+    freshly allocated, aligned buffer, so results do not depend on how the file laid out its tensors
+    (safetensors offsets change the last bits of some CPU kernels). If the network holds state a
+    checkpoint does not cover, it is built normally instead.
+    """
     from frontends.cut3r.model.net import Cut3rNet
 
-    net = Cut3rNet(checkpoint.config)
+    with torch.device("meta"):
+        net = Cut3rNet(checkpoint.config)
     check_state_dict(net.state_dict(), checkpoint.state_dict, checkpoint.path)
+    if _state_outside_checkpoint(net):  # pragma: no cover - only if the network gains non-checkpoint state
+        net = Cut3rNet(checkpoint.config)
+    else:
+        net = net.to_empty(device=device)
     net.load_state_dict(checkpoint.state_dict, strict=True)
     return net.to(device=device, dtype=dtype).eval()
 

@@ -1,0 +1,207 @@
+#!/usr/bin/env python
+"""Per-frame latency and peak memory of the CUT3R-family update rules (cut3r, ttt3r, ttsa3r).
+
+The network has random weights (timings do not depend on their values). One streaming session per rule
+runs on the same sequence of random frames; the rules are *interleaved frame by frame* (with the order
+rotated every frame) so that load changes on a shared machine affect all rules alike. The first
+``--warmup`` frames are excluded. A frame's time is one ``session.step`` (encoder, decoders, update rule,
+heads, copying the outputs to the CPU); preprocessing is not included. Besides wall time, the process
+CPU time of each step (``time.process_time``, all threads) is reported: on a machine shared with other
+jobs it is far less disturbed by waiting for a core than wall time, so its ratios are the better
+estimate of the rules' relative cost on CPU.
+
+Sizes: ``tiny`` = the fixture-like tiny DPT config (64x48 input), ``224`` = the released 224-linear
+architecture (224x224 input), ``512`` = the released 512-DPT architecture (512x384 input).
+
+Peak memory per rule:
+* CUDA: ``torch.cuda.max_memory_allocated`` over that rule's steps (peak stats reset before each step);
+  ``peak_extra_mb`` is that peak minus the memory allocated just before the step.
+* CPU: the process's resident-set high-water mark (``VmHWM`` in ``/proc/self/status``), reset before every
+  step by writing ``5`` to ``/proc/self/clear_refs`` (Linux >= 4.0); ``peak_mem_mb`` is the whole
+  process (weights included) and ``peak_extra_mb`` the rise over the RSS just before the step. Where the
+  reset is not possible, ``resource.getrusage().ru_maxrss`` is used: then the figure is process-wide and
+  not per rule (reported as ``"mem_method": "ru_maxrss"``).
+
+Example::
+
+    python tools/bench_frontend.py --size 224 --frames 6 --device cpu --json bench_224.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+RULES = ("cut3r", "ttt3r", "ttsa3r")
+SIZES = ("tiny", "224", "512")
+
+
+def model_config(size: str):
+    """(network config, (H, W) input size) for a benchmark size name."""
+    from frontends.cut3r.config import CUT3R_224_LINEAR, CUT3R_512_DPT
+
+    if size == "tiny":  # the shape of shared/fixtures/cut3r/model_dpt
+        cfg = replace(CUT3R_512_DPT, state_size=16, img_size=(64, 64), enc_embed_dim=128, enc_depth=2,
+                      enc_num_heads=4, dec_embed_dim=64, dec_depth=4, dec_num_heads=4)
+        return cfg, (48, 64)
+    if size == "224":
+        return CUT3R_224_LINEAR, (224, 224)
+    if size == "512":
+        return CUT3R_512_DPT, (384, 512)
+    raise ValueError(f"unknown size {size!r} (use one of {', '.join(SIZES)})")
+
+
+class MemoryProbe:
+    """Peak memory of one step: CUDA allocator peak, or the CPU RSS high-water mark (see module doc)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.method = "cuda_max_memory_allocated" if self.cuda else ("vmhwm" if self._can_reset_hwm() else "ru_maxrss")
+        self._before = 0.0
+
+    @staticmethod
+    def _status_mb(field: str) -> float | None:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0  # kB -> MiB
+        except OSError:
+            return None
+        return None
+
+    def _can_reset_hwm(self) -> bool:
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            return False
+        return self._status_mb("VmHWM") is not None
+
+    def start(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._before = torch.cuda.memory_allocated() / 2**20
+        elif self.method == "vmhwm":
+            Path("/proc/self/clear_refs").write_text("5")
+            self._before = self._status_mb("VmRSS") or 0.0
+        else:
+            self._before = 0.0
+
+    def stop(self) -> tuple[float, float]:
+        """(peak MiB, peak minus the level before the step in MiB)."""
+        if self.cuda:
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        elif self.method == "vmhwm":
+            peak = self._status_mb("VmHWM") or 0.0
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+        return peak, peak - self._before
+
+
+def run(size: str, frames: int, device: str, warmup: int = 1, seed: int = 0) -> dict:
+    """Benchmark the three rules; returns ``{rule: {"ms_per_frame", "peak_mem_mb", ...}}``."""
+    from frontends.cut3r.model.net import Cut3rNet
+
+    if frames <= warmup:
+        raise ValueError(f"--frames ({frames}) must be larger than --warmup ({warmup})")
+    dev = torch.device(device)
+    cfg, (h, w) = model_config(size)
+    torch.manual_seed(seed)
+    net = Cut3rNet(cfg).to(dev).eval()
+    images = [torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed + i)) * 2 - 1 for i in range(frames)]
+    sessions = {rule: net.session(update=rule) for rule in RULES}
+    probe = MemoryProbe(dev)
+    times: dict[str, list[float]] = {rule: [] for rule in RULES}
+    cpu_times: dict[str, list[float]] = {rule: [] for rule in RULES}
+    peaks: dict[str, list[tuple[float, float]]] = {rule: [] for rule in RULES}
+    for i, img in enumerate(images):
+        order = RULES[i % len(RULES):] + RULES[: i % len(RULES)]
+        for rule in order:
+            probe.start()
+            start, cpu_start = time.perf_counter(), time.process_time()
+            sessions[rule].step(img)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = (time.perf_counter() - start) * 1e3
+            cpu_elapsed = (time.process_time() - cpu_start) * 1e3
+            peak = probe.stop()
+            if i >= warmup:
+                times[rule].append(elapsed)
+                cpu_times[rule].append(cpu_elapsed)
+                peaks[rule].append(peak)
+    results = {}
+    for rule in RULES:
+        results[rule] = {
+            "ms_per_frame": statistics.median(times[rule]),
+            "ms_mean": statistics.fmean(times[rule]),
+            "ms_min": min(times[rule]),
+            "cpu_ms_per_frame": statistics.median(cpu_times[rule]),
+            "peak_mem_mb": max(p for p, _ in peaks[rule]),
+            "peak_extra_mb": max(e for _, e in peaks[rule]),
+            "frames_timed": len(times[rule]),
+            "size": size, "input_hw": [h, w], "device": device, "threads": torch.get_num_threads(),
+            "mem_method": probe.method,
+        }
+    base = results["cut3r"]
+    for rule in RULES:
+        results[rule]["ratio_vs_cut3r"] = results[rule]["ms_per_frame"] / base["ms_per_frame"]
+        results[rule]["ratio_min_vs_cut3r"] = results[rule]["ms_min"] / base["ms_min"]
+        results[rule]["cpu_ratio_vs_cut3r"] = results[rule]["cpu_ms_per_frame"] / base["cpu_ms_per_frame"]
+    return results
+
+
+def format_table(results: dict) -> str:
+    first = results[RULES[0]]
+    lines = [f"size={first['size']} input={first['input_hw'][0]}x{first['input_hw'][1]} device={first['device']} "
+             f"threads={first['threads']} frames timed={first['frames_timed']} memory={first['mem_method']}",
+             f"{'rule':<8} {'ms/frame (median)':>18} {'mean':>9} {'min':>9} {'peak MB':>9} {'extra MB':>9} "
+             f"{'x cut3r (median)':>17} {'x cut3r (min)':>14} {'cpu ms':>9} {'x cut3r (cpu)':>14}"]
+    for rule in RULES:
+        r = results[rule]
+        lines.append(f"{rule:<8} {r['ms_per_frame']:>18.1f} {r['ms_mean']:>9.1f} {r['ms_min']:>9.1f} "
+                     f"{r['peak_mem_mb']:>9.1f} {r['peak_extra_mb']:>9.1f} {r['ratio_vs_cut3r']:>17.3f} "
+                     f"{r['ratio_min_vs_cut3r']:>14.3f} {r['cpu_ms_per_frame']:>9.1f} {r['cpu_ratio_vs_cut3r']:>14.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=SIZES, default="tiny")
+    parser.add_argument("--frames", type=int, default=6, help="frames per rule, warm-up included")
+    parser.add_argument("--warmup", type=int, default=1, help="leading frames excluded from the figures")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: --device cuda requested but CUDA is not available", file=sys.stderr)
+        return 2
+    if args.frames <= args.warmup:
+        print(f"error: --frames ({args.frames}) must be larger than --warmup ({args.warmup})", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = run(args.size, args.frames, args.device, args.warmup)
+    print(format_table(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
