@@ -99,19 +99,20 @@ def make_textures(rng: np.random.Generator, count: int = 6) -> np.ndarray:
     for k in range(count):
         p = (0.3 * _value_noise(rng, 8) + 0.25 * _value_noise(rng, 32) + 0.25 * _value_noise(rng, 96)
              + 0.2 * _value_noise(rng, 256))
-        shapes = np.zeros((TEX_SIZE, TEX_SIZE), np.float32)
-        for _ in range(150):
+        shapes = np.full((TEX_SIZE, TEX_SIZE), -1.0, np.float32)  # -1 = no shape: the noise shows
+        for _ in range(500):
             x, y = (int(c) for c in rng.integers(0, TEX_SIZE, 2))
             grey = float(rng.random())
             if k % 3 == 0:  # rectangles
-                w, h = (int(c) for c in rng.integers(6, 60, 2))
+                w, h = (int(c) for c in rng.integers(4, 40, 2))
                 cv2.rectangle(shapes, (x, y), (x + w, y + h), grey, -1)
             elif k % 3 == 1:  # discs
-                cv2.circle(shapes, (x, y), int(rng.integers(4, 30)), grey, -1)
+                cv2.circle(shapes, (x, y), int(rng.integers(3, 20)), grey, -1)
             else:  # strokes
-                dx, dy = (int(c) for c in rng.integers(-60, 60, 2))
-                cv2.line(shapes, (x, y), (x + dx, y + dy), grey, int(rng.integers(2, 8)))
-        p = cv2.GaussianBlur((0.5 * p + 0.5 * shapes).astype(np.float32), (3, 3), 0.7)
+                dx, dy = (int(c) for c in rng.integers(-40, 40, 2))
+                cv2.line(shapes, (x, y), (x + dx, y + dy), grey, int(rng.integers(1, 6)))
+        p = np.where(shapes >= 0, 0.3 * p + 0.7 * shapes, p)
+        p = cv2.GaussianBlur(p.astype(np.float32), (3, 3), 0.7)
         out.append((p - p.min()) / (p.max() - p.min() + 1e-6))
     return np.stack(out).astype(np.float32)
 
@@ -156,12 +157,12 @@ class DemoRenderer:
         n = len(self.quads)
         self.tex_index = rng.integers(0, len(self.textures), n)
         self.tex_offset = rng.random((n, 2)) * TEX_SIZE
-        self.colour_a = rng.uniform(0.05, 0.5, (n, 3))  # dark and bright tint: every face has contrast
-        self.colour_b = rng.uniform(0.5, 1.0, (n, 3))
+        self.colour_a = rng.uniform(0.1, 0.55, (n, 3))  # dark and bright tint: every face has contrast
+        self.colour_b = rng.uniform(0.6, 1.0, (n, 3))
         self.origins = np.stack([q.origin for q in self.quads]).astype(np.float32)
         self.u = np.stack([q.u for q in self.quads]).astype(np.float32)
         self.v = np.stack([q.v for q in self.quads]).astype(np.float32)
-        self.shade = np.array([0.45 + 0.55 * max(0.0, float(q.normal @ LIGHT)) for q in self.quads], np.float32)
+        self.shade = np.array([0.6 + 0.4 * max(0.0, float(q.normal @ LIGHT)) for q in self.quads], np.float32)
         self.colour_a, self.colour_b = self.colour_a.astype(np.float32), self.colour_b.astype(np.float32)
         self.tex_offset = self.tex_offset.astype(np.float32)
         self.scene = o3d.t.geometry.RaycastingScene()

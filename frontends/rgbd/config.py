@@ -41,7 +41,7 @@ class RgbdConfig:
         pair_global: let :meth:`pair` also start from SIFT-PnP and FPFH-RANSAC estimates (wide baselines).
         pair_starts: identity plus ``pair_starts - 1`` rotated initial guesses tried by :meth:`pair`.
         pair_inlier_distance: depth agreement (fraction of the depth) for a pair's verification.
-        pair_grey_distance: grey-value agreement (of [0, 1]) for a pair's verification.
+        pair_grey_distance: mean grey-value agreement (of [0, 1]) of textureless cells in a pair's verification.
         descriptor_size: (width, height) of the descriptor's thumbnail grid.
     """
 

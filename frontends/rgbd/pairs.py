@@ -9,8 +9,9 @@ soon as an estimate is verified:
 4. rotated starts (``cfg.pair_starts - 1`` of them, yaw/pitch/roll perturbations of the identity).
 
 Every candidate is scored by :func:`score_pair`: ``b``'s pixels are moved into ``a`` and must land on a
-pixel of ``a`` whose depth *and* grey value agree. Depth alone is not enough in rooms made of planes (a
-box room agrees with itself in many wrong poses); colour breaks those ties.
+pixel of ``a`` whose depth agrees and whose neighbourhood looks the same (normalised cross-correlation of
+grey values in small cells). Depth alone is not enough in rooms made of planes (a box room agrees with
+itself in many wrong poses); appearance breaks those ties.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ from slam.pointmaps import project_points
 #: valid depth in a agree (and ``MIN_VERIFIED_AGREEMENT`` of all of b's valid pixels do)
 VERIFIED_CONSISTENCY = 0.85
 MIN_VERIFIED_AGREEMENT = 0.25
+#: appearance check: cell size (pixels), grey std (of [0, 1]) above which a cell counts as textured, and
+#: the normalised cross-correlation a textured cell needs
+CELL = 8
+TEXTURE_STD = 0.01
+MIN_NCC = 0.5
 #: (axis, degrees) rotations of the extra initial guesses
 PERTURBATIONS = ((1, 15.0), (1, -15.0), (0, 10.0), (0, -10.0), (2, 10.0), (2, -10.0), (1, 30.0), (1, -30.0))
 
@@ -40,7 +46,8 @@ class PairScore:
 
     Attributes:
         agreement: fraction of b's valid pixels whose point lands in a on a pixel with agreeing depth
-            (within ``pair_inlier_distance`` of the depth) and grey value (within ``pair_grey_distance``).
+            (within ``pair_inlier_distance`` of the depth) and agreeing appearance around it (see
+            :func:`_appearance_agrees`).
         overlap: fraction of b's valid pixels that land in a's image on a pixel with valid depth.
         consistency: agreement / overlap (how much of the shared view agrees).
     """
@@ -60,6 +67,31 @@ def grey_image(view: RgbdView) -> np.ndarray:
     return cv2.GaussianBlur(grey, (5, 5), 1.0)
 
 
+def _appearance_agrees(ga: np.ndarray, gb: np.ndarray, rows: np.ndarray, cols: np.ndarray, use: np.ndarray,
+                       width: int, grey_distance: float) -> np.ndarray:
+    """Per sample: does the appearance around it agree? Samples are grouped into ``CELL`` x ``CELL`` cells
+    of a's image; a textured cell agrees when the normalised cross-correlation of a's and b's grey values
+    in it exceeds ``MIN_NCC`` (invariant to exposure, near 0 for misregistered texture), a flat cell when
+    its mean grey values differ by less than ``grey_distance`` (after the median difference over all
+    ``use`` samples, a global exposure change, is removed). Cells with fewer than ``CELL`` samples fail."""
+    cells = (rows // CELL) * (width // CELL + 1) + cols // CELL
+    k = cells[use]
+    a, b = ga[use].astype(np.float64), gb[use].astype(np.float64)
+    size = int(cells.max()) + 1 if len(cells) else 1
+    n = np.bincount(k, minlength=size).astype(np.float64)
+    m = np.maximum(n, 1)
+    mean_a, mean_b = np.bincount(k, a, size) / m, np.bincount(k, b, size) / m
+    var_a = np.bincount(k, a * a, size) / m - mean_a**2
+    var_b = np.bincount(k, b * b, size) / m - mean_b**2
+    cov = np.bincount(k, a * b, size) / m - mean_a * mean_b
+    textured = (var_a > TEXTURE_STD**2) & (var_b > TEXTURE_STD**2)
+    ncc = cov / np.sqrt(np.maximum(var_a * var_b, 1e-12))
+    offset = float(np.median(a - b)) if len(a) else 0.0
+    flat_ok = np.abs(mean_a - mean_b - offset) < grey_distance
+    cell_ok = (n >= CELL) & np.where(textured, ncc > MIN_NCC, flat_ok)
+    return cell_ok[cells]
+
+
 def score_pair(a: RgbdView, b: RgbdView, T_ab: np.ndarray, grey_a: np.ndarray, grey_b: np.ndarray,
                cfg: RgbdConfig) -> PairScore:
     """Score ``T_ab`` (pose of b in a's frame) by depth and grey-value agreement, see :class:`PairScore`."""
@@ -77,10 +109,8 @@ def score_pair(a: RgbdView, b: RgbdView, T_ab: np.ndarray, grey_a: np.ndarray, g
     za = a.depth[rows, cols]
     landed = za > 0
     depth_ok = landed & (np.abs(za - z[inside]) < cfg.pair_inlier_distance * z[inside])
-    grey_diff = grey_a[rows, cols] - grey_b[valid_b][inside]
-    if depth_ok.any():  # compensate a global brightness change between the two exposures
-        grey_diff = grey_diff - np.median(grey_diff[depth_ok])
-    agree = depth_ok & (np.abs(grey_diff) < cfg.pair_grey_distance)
+    agree = depth_ok & _appearance_agrees(grey_a[rows, cols], grey_b[valid_b][inside], rows, cols, depth_ok,
+                                          w, cfg.pair_grey_distance)
     overlap = float(landed.sum()) / n
     agreement = float(agree.sum()) / n
     return PairScore(agreement, overlap, agreement / overlap if overlap > 0 else 0.0)
