@@ -300,7 +300,8 @@ def _released_like(base, small: bool):
                    dec_num_heads=4, local_mem_size=32)
 
 
-def _save_load_run(base, args_kind: str, small: bool, tmp_path: Path, frame_hw: tuple[int, int]):
+def _save_load_run(base, args_kind: str, small: bool, tmp_path: Path, frame_hw: tuple[int, int],
+                   expected_keys: int | None = None):
     from frontends.cut3r.model.net import Cut3rNet
 
     cfg = _released_like(base, small)
@@ -309,6 +310,8 @@ def _save_load_run(base, args_kind: str, small: bool, tmp_path: Path, frame_hw: 
     state_dict = net.state_dict()
     probe = {k: state_dict[k].flatten()[:16].clone() for k in ("pose_token", "enc_blocks.0.attn.qkv.weight")}
     n_keys = len(state_dict)
+    if expected_keys is not None:  # the official key counts (spec §2)
+        assert n_keys == expected_keys
     path = save_official(tmp_path / f"official_{args_kind}.pth", state_dict, format_model_string(cfg), args_kind)
     del net, state_dict
     gc.collect()
@@ -332,9 +335,9 @@ def test_official_layout_small_variant(tmp_path, base, args_kind):
 @pytest.mark.slow
 @pytest.mark.parametrize("args_kind", ["namespace", "hydra"])
 def test_official_layout_full_size_512_dpt(tmp_path, args_kind):
-    _save_load_run(CUT3R_512_DPT, args_kind, small=False, tmp_path=tmp_path, frame_hw=(384, 512))
+    _save_load_run(CUT3R_512_DPT, args_kind, small=False, tmp_path=tmp_path, frame_hw=(384, 512), expected_keys=1248)
 
 
 @pytest.mark.slow
 def test_official_layout_full_size_224_linear(tmp_path):
-    _save_load_run(CUT3R_224_LINEAR, "hydra", small=False, tmp_path=tmp_path, frame_hw=(224, 224))
+    _save_load_run(CUT3R_224_LINEAR, "hydra", small=False, tmp_path=tmp_path, frame_hw=(224, 224), expected_keys=1056)

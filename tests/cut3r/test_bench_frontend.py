@@ -1,0 +1,47 @@
+"""The frontend benchmark tool runs and writes the documented JSON (tiny size, two frames)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import bench_frontend
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    return bench_frontend
+
+
+def test_tiny_benchmark_writes_json(bench, tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+
+    tiny_dpt, hw = bench.model_config("tiny")
+    assert tiny_dpt.head_type == "dpt" and hw == (48, 64)
+    # the same machinery on the (much cheaper) linear head keeps this test fast
+    monkeypatch.setattr(bench, "model_config", lambda size: (replace(tiny_dpt, head_type="linear"), hw))
+    out = tmp_path / "bench.json"
+    assert bench.main(["--size", "tiny", "--frames", "2", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert set(data) == {"cut3r", "ttt3r", "ttsa3r"}
+    for rule, figures in data.items():
+        assert figures["ms_per_frame"] > 0 and figures["peak_mem_mb"] > 0 and figures["frames_timed"] == 1
+        assert figures["input_hw"] == [48, 64]
+    assert data["cut3r"]["ratio_vs_cut3r"] == 1.0
+    table = capsys.readouterr().out
+    assert "ttsa3r" in table and "x cut3r" in table
+
+
+def test_bad_arguments(bench, capsys):
+    assert bench.main(["--frames", "1"]) == 2
+    assert "--warmup" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--size", "huge"])
