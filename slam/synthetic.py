@@ -1,10 +1,10 @@
 """A synthetic RGB-D loop for ``slam demo``: a textured box room rendered with Open3D's ray caster.
 
 The scene is a 6 x 5 x 2.6 m room (world frame: z up, floor at z = 0, room centred on the origin) with
-furniture-like boxes along the walls and a low table in the middle. Every face carries a procedural
-texture (multi-scale noise under random rectangles, discs or strokes; two tint colours per face) with enough gradient for
-photometric odometry, and Lambertian shading from a fixed directional light (view-independent, so the
-brightness-constancy assumption of RGB-D odometry holds). The camera (OpenCV axes) circles the room
+furniture-like boxes along the walls and a low table in the middle. Every face carries a procedural,
+non-periodic texture (multi-scale noise under random rectangles, discs or strokes; two tint colours per
+face) with enough gradient for photometric odometry, and Lambertian shading from a fixed directional
+light (view-independent, so the brightness-constancy assumption of RGB-D odometry holds). The camera (OpenCV axes) circles the room
 centre on an ellipse, looking outwards and sideways at the walls with a gently varying pitch and roll,
 and its path closes: frame ``n`` would coincide with frame 0.
 
@@ -13,8 +13,8 @@ Output is a TUM-layout folder that :class:`slam.datasets.tum.TumDataset` reads u
     rgb/<t>.png (8-bit RGB, lossless), depth/<t>.png (uint16, metres * 5000, 0 = no hit),
     rgb.txt, depth.txt, groundtruth.txt (T_wc), calibration.txt ('fx fy cx cy')
 
-Colour is anti-aliased (quincunx: each pixel averages its centre and its four corners); depth is the exact z-depth through each pixel centre.
-Rendering is deterministic for a given ``(n_frames, size, seed)``.
+Colour is anti-aliased (quincunx: each pixel averages its centre and its four corners); depth is the
+exact z-depth through each pixel centre. Rendering is deterministic for a given ``(n_frames, size, seed)``.
 """
 
 from __future__ import annotations

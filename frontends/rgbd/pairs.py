@@ -94,7 +94,7 @@ def _appearance_agrees(ga: np.ndarray, gb: np.ndarray, rows: np.ndarray, cols: n
 
 def score_pair(a: RgbdView, b: RgbdView, T_ab: np.ndarray, grey_a: np.ndarray, grey_b: np.ndarray,
                cfg: RgbdConfig) -> PairScore:
-    """Score ``T_ab`` (pose of b in a's frame) by depth and grey-value agreement, see :class:`PairScore`."""
+    """Score ``T_ab`` (pose of b in a's frame) by depth and appearance agreement, see :class:`PairScore`."""
     valid_b = b.depth > 0
     n = int(valid_b.sum())
     if n == 0 or not np.isfinite(T_ab).all():
@@ -162,7 +162,8 @@ def estimate_pair(a: RgbdView, b: RgbdView, cfg: RgbdConfig) -> tuple[np.ndarray
     guesses: list[tuple[str, Any]] = [("identity", lambda: np.eye(4))]
     if cfg.pair_global:
         guesses += [("sift", sift_start), ("fpfh", fpfh_start)]
-    guesses += [(f"rotation{k}", (lambda R=_rotation(*p): R)) for k, p in enumerate(PERTURBATIONS[: cfg.pair_starts - 1])]
+    rotations = PERTURBATIONS[: cfg.pair_starts - 1]
+    guesses += [(f"rotation{k}", (lambda R=_rotation(*p): R)) for k, p in enumerate(rotations)]
     for kind, make in guesses:
         start = make()
         if start is None:
