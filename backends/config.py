@@ -79,6 +79,10 @@ class GraphConfig:
             (GTSAM's graduated non-convexity, truncated least squares, odometry as known inliers) or
             ``robust`` (Levenberg-Marquardt with the robust kernels only).
         relinearize_threshold: iSAM2 relinearisation threshold.
+        relinearize_skip: iSAM2 considers relinearising only every this many updates (GTSAM's default 10);
+            loop updates run extra iterations and ``finalize`` re-solves in batch, so accuracy is unaffected.
+        partial_relinearization_check: iSAM2 checks only the variables touched by an update for
+            relinearisation (keeps updates from growing with the graph's size).
     """
 
     type: str = "auto"
@@ -93,8 +97,12 @@ class GraphConfig:
     max_residual: float = 5.0
     final: str = "consistency"
     relinearize_threshold: float = 0.01
+    relinearize_skip: int = 10
+    partial_relinearization_check: bool = True
 
     def validate(self) -> None:
+        if self.relinearize_skip < 1:
+            raise ValueError(f"relinearize_skip must be >= 1, got {self.relinearize_skip}")
         if self.type not in ("sim3", "se3", "auto"):
             raise ValueError(f"type must be sim3, se3 or auto, got {self.type!r}")
         if self.final not in ("consistency", "gnc", "robust"):

@@ -182,7 +182,8 @@ class BackendEngine:
             pair_budget -= int(bool(res.info.get("pair_called")))
             self.timings["verify_ms"].append(1e3 * (time.perf_counter() - t1))
             rec.update(accepted=res.accepted, reason=res.reason, inlier_ratio=round(res.inlier_ratio, 4),
-                       pair_confidence=round(res.confidence, 4), hypothesis=res.info.get("hypothesis"))
+                       confidence=round(res.confidence, 4), hypothesis=res.info.get("hypothesis"),
+                       pair_called=bool(res.info.get("pair_called")))
             for key in ("correction", "correction_deg", "visible_fraction", "observability"):
                 if key in res.info:
                     rec[key] = res.info[key]

@@ -67,7 +67,8 @@ class PoseGraph:
     def _make_isam(self) -> gtsam.ISAM2:
         params = gtsam.ISAM2Params()
         params.setRelinearizeThreshold(self.cfg.relinearize_threshold)
-        params.relinearizeSkip = 1
+        params.relinearizeSkip = self.cfg.relinearize_skip
+        params.enablePartialRelinearizationCheck = self.cfg.partial_relinearization_check
         return gtsam.ISAM2(params)
 
     def __len__(self) -> int:

@@ -1,0 +1,172 @@
+"""Tests of sub-pixel projective association, loop verification (graph prior / pair hypotheses, observability)
+and the global-alignment safeguard, on the synthetic box room."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from backends import BackendConfig, sim3
+from backends import global_alignment as ga_module
+from backends.config import KeyframeConfig, LoopClosureConfig
+from backends.engine import BackendEngine, KeyframeJob
+from backends.global_alignment import observability
+from backends.keyframer import Keyframer
+from backends.loop_closure import LoopCloser, check_geometry
+from backends.projective import associate, consistency_error, prepare_view
+from slam.types import Frame, Keyframe
+from tests.backends.synthetic import FakeFrontend, loop_trajectory, make_frames
+
+
+@pytest.fixture(scope="module")
+def room_keyframes():
+    """Keyframes every 4th pose of a 120-pose loop, pointmaps at stride 2 of 96x128 renders."""
+    poses = loop_trajectory(120)[::4]
+    frames = make_frames(poses, 96, 128)
+    fe = FakeFrontend()
+    kfr = Keyframer(KeyframeConfig(stride=2))
+    return poses, frames, [kfr.make_keyframe(i, f, fe.step(f), f.gt_pose) for i, f in enumerate(frames)]
+
+
+def _perturb(T: np.ndarray, rot_deg: float, trans: tuple[float, float, float]) -> np.ndarray:
+    dT = sim3.make_sim3(Rotation.from_euler("y", rot_deg, degrees=True).as_matrix(), trans)
+    return dT @ T
+
+
+def _plane_keyframe(kf_id: int, tilt_deg: float = 30.0) -> Keyframe:
+    """A 24x32 pointmap of a tilted plane 2 m ahead (camera frame)."""
+    h, w = 24, 32
+    K = np.array([[30.0, 0, 15.5], [0, 30.0, 11.5], [0, 0, 1]])
+    v, u = np.mgrid[0:h, 0:w]
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones((h, w))], -1)
+    n = np.array([np.sin(np.radians(tilt_deg)), 0.0, -np.cos(np.radians(tilt_deg))])  # plane n.x = -2 cos
+    t = (-2.0 * np.cos(np.radians(tilt_deg))) / (rays @ n)
+    pts = (rays * t[..., None]).astype(np.float32)
+    return Keyframe(id=kf_id, frame_index=kf_id, timestamp=0.0, points=pts, confidence=np.ones((h, w), np.float32),
+                    colors=np.zeros((h, w, 3), np.uint8), K=K, pose=np.eye(4), frontend_pose=np.eye(4), metric=True)
+
+
+# ---------------------------------------------------------------------------------------------- association
+def test_subpixel_association_is_exact_on_a_plane():
+    kf = _plane_keyframe(0)
+    view = prepare_view(kf, 5000, 0.0)
+    # the same plane seen from a camera moved sideways by a fraction of a grid cell: every point lands
+    # between grid samples, and the interpolated surface point must lie on the plane (zero residual)
+    T = sim3.make_sim3(np.eye(3), [0.013, -0.007, 0.0])
+    src = prepare_view(kf, 5000, 0.0)
+    src.grid = sim3.transform_points(sim3.inverse(T), view.grid)  # the plane in the moved camera's frame
+    c = associate(src, view, T, np.eye(4), max_distance=0.05)
+    assert len(c) > 0.8 * c.n_samples
+    r = np.einsum("mi,mi->m", c.normal, c.y_dst - c.y_src)
+    assert np.abs(r).max() < 1e-6 and np.linalg.norm(c.y_dst - c.y_src, axis=1).max() < 1e-5
+    err_true, n_true = consistency_error({0: src, 1: view}, {0: T, 1: np.eye(4)}, [(0, 1)], 0.01)
+    err_off, _ = consistency_error({0: src, 1: view}, {0: _perturb(T, 0.0, (0.0, 0.0, 0.03)), 1: np.eye(4)},
+                                   [(0, 1)], 0.01)
+    assert n_true > 0 and err_true < 1e-8 and err_off > 0.5
+
+
+def test_observability_flags_a_plane(room_keyframes):
+    _, _, kfs = room_keyframes
+    plane = _plane_keyframe(0)
+    from backends.global_alignment import align_pair
+    from backends.loop_closure import _REFINE
+
+    _, plane_stats = align_pair(plane, plane, np.eye(4), _REFINE[1], 0.0, False)
+    _, room_stats = align_pair(kfs[0], kfs[1], sim3.relative(kfs[0].pose, kfs[1].pose), _REFINE[1], 0.0, False)
+    # a single plane leaves 3 directions free; the room's corners and boxes pin them
+    assert plane_stats["observability"] < 1e-6 < room_stats["observability"]
+    assert observability(np.zeros((7, 7)), 2.0, 6) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------- verification
+def test_geometric_check_accepts_true_and_rejects_wrong_hypotheses(room_keyframes):
+    poses, _, kfs = room_keyframes
+    cfg = LoopClosureConfig()
+    a, b = kfs[10], kfs[12]  # a corner with a box: every direction constrained
+    T_true = sim3.relative(a.pose, b.pose)
+    ok = check_geometry(a, b, _perturb(T_true, 1.0, (0.02, 0.0, -0.02)), cfg, 0.0, use_sim3=False)
+    assert ok.accepted and ok.inlier_ratio > 0.9
+    err = sim3.relative(T_true, ok.T_ab)
+    assert np.linalg.norm(err[:3, 3]) < 0.01 and np.degrees(sim3.rotation_angle(sim3.rotation_of(err))) < 0.3
+    # a hypothesis far off (0.8 m, 25 deg) or keyframes that do not overlap are rejected
+    assert not check_geometry(a, b, _perturb(T_true, 25.0, (0.8, 0.0, 0.3)), cfg, 0.0, use_sim3=False).accepted
+    far = check_geometry(kfs[0], kfs[15], sim3.relative(kfs[0].pose, kfs[15].pose), cfg, 0.0, use_sim3=False)
+    assert not far.accepted
+
+
+def test_graph_prior_first_then_pair_estimate(room_keyframes):
+    poses, frames, kfs = room_keyframes
+    a, b = kfs[10], kfs[12]
+    T_true = sim3.relative(a.pose, b.pose)
+    drifted = _perturb(T_true, 0.5, (0.01, 0.0, 0.01))
+
+    def closer(**kw) -> tuple[LoopCloser, FakeFrontend]:
+        fe = FakeFrontend()
+        return LoopCloser(LoopClosureConfig(**kw), KeyframeConfig(), fe, use_sim3=False), fe
+
+    # a well-conditioned prior is verified without asking the frontend
+    lc, fe = closer()
+    res = lc.verify(a, b, drifted)
+    assert res.accepted and res.info["hypothesis"] == "graph" and fe.pair_calls == 0
+    # demanding more observability than the geometry has: the prior is not trusted, the pair estimate decides
+    lc, fe = closer(min_observability=0.9)
+    res = lc.verify(a, b, drifted)
+    assert res.accepted and res.info["hypothesis"] == "pair" and fe.pair_calls == 1
+    # a prior far off is rejected and the pair estimate recovers the loop; without pair estimates it is lost
+    wrong = _perturb(T_true, 30.0, (1.0, 0.0, 0.5))
+    lc, fe = closer()
+    assert lc.verify(a, b, wrong).info["hypothesis"] == "pair" and fe.pair_calls == 1
+    lc, fe = closer(pair_estimate=False)
+    res = lc.verify(a, b, wrong)
+    assert not res.accepted and fe.pair_calls == 0
+
+
+# ---------------------------------------------------------------------------------------------- safeguard
+def _engine_with_odometry(kfs: list[Keyframe]) -> BackendEngine:
+    cfg = BackendConfig(preset="full", sync=True)
+    cfg.keyframe.stride = 2
+    eng = BackendEngine(cfg, FakeFrontend(), use_sim3=False)
+    for i, kf in enumerate(kfs):
+        odo = None if i == 0 else sim3.relative(kfs[i - 1].pose, kf.pose)
+        eng.handle(KeyframeJob(kf, None if i == 0 else i - 1, odo))
+    return eng
+
+
+def test_alignment_safeguard_rejects_a_harmful_result(room_keyframes, monkeypatch):
+    _, _, kfs = room_keyframes
+    kfs = kfs[:12]
+    eng = _engine_with_odometry(kfs)
+    before = eng.graph.poses()
+    real_optimise = ga_module._optimise
+
+    def harmful(views, P, ids, *args, **kwargs):  # an alignment gone wrong: every other keyframe shifted
+        out = real_optimise(views, P, ids, *args, **kwargs)
+        for k in ids[1::2]:
+            P[k] = _perturb(P[k], 1.0, (0.03, 0.02, 0.0))
+        return out
+
+    monkeypatch.setattr(ga_module, "_optimise", harmful)
+    eng.run_global_alignment()
+    stats = eng.last_alignment
+    assert not stats["accepted"] and eng.counters["alignment_rejected"] == 1
+    assert stats["heldout_error_after"] > stats["heldout_error_before"]
+    assert all(np.allclose(eng.graph.poses()[k], before[k], atol=1e-6) for k in before)
+
+
+def test_alignment_safeguard_accepts_an_improvement(room_keyframes):
+    _, _, kfs = room_keyframes
+    # odometry with a per-step error: alignment of the (exact) pointmaps must undo it and be accepted
+    bent = []
+    for i, kf in enumerate(kfs[:12]):
+        pose = kf.pose if i == 0 else bent[-1].pose @ _perturb(sim3.relative(kfs[i - 1].pose, kf.pose), 0.3,
+                                                                (0.01, 0.0, 0.0))
+        bent.append(dataclasses.replace(kf, pose=pose))
+    eng = _engine_with_odometry(bent)
+    eng.run_global_alignment()
+    stats = eng.last_alignment
+    assert stats["accepted"] and eng.counters["alignment_rejected"] == 0
+    assert stats["heldout_error_after"] < stats["heldout_error_before"]
+    assert stats["worst_odometry_residual"] < eng.cfg.global_alignment.max_odometry_residual
