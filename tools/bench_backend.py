@@ -5,9 +5,11 @@ second lap on, every ``--loop-every``-th keyframe gets a loop edge to the keyfra
 keyframe also gets a global descriptor (noisy copy of its place's descriptor) and a top-k retrieval over
 all older keyframes outside the recent window. Printed: mean time per keyframe of the incremental graph
 update (node + odometry edge + iSAM2, plus the loop edges' extra iSAM2 iterations) and of retrieval,
-over the keyframes since the previous row.
+over the keyframes since the previous row. Graph settings are the defaults of :class:`GraphConfig` (iSAM2 with
+partial relinearisation check, relinearising every ``relinearize_skip`` updates; pose read-back limited to
+the touched nodes, or the nodes since the loop's older end). BLAS threads add noise on a shared machine:
 
-    python tools/bench_backend.py --keyframes 10000
+    OMP_NUM_THREADS=1 python tools/bench_backend.py --keyframes 10000
 """
 
 from __future__ import annotations
