@@ -134,7 +134,7 @@ class LoopClosureConfig:
         refine: refine the hypothesis (point-to-plane alignment of the keyframe pointmaps, coarse to fine)
             and use the refined one as the loop measurement.
         use_graph_prior: try the pose graph's current relative pose as the first hypothesis (cheap; right
-            when the drift since the old keyframe is within the refinement's reach).
+            when the drift since the old keyframe is within the refinement's reach; needs ``refine``).
         min_observability: a graph-prior hypothesis is accepted only when the pointmaps pin every direction of
             the relative pose (:func:`backends.global_alignment.observability` >= this); otherwise the
             refinement would just return the prior along the free direction (e.g. sliding along a wall).

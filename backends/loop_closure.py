@@ -218,14 +218,14 @@ class LoopCloser:
 
     def verify(self, kf_a: Keyframe, kf_b: Keyframe, T_prior: np.ndarray | None = None,
                allow_pair: bool = True) -> Verification:
-        """Verify candidate ``a`` (old) for the new keyframe ``b``: the graph's ``T_prior`` first (when given
-        and ``use_graph_prior``), then a pair estimate (when ``allow_pair`` and ``pair_estimate``).
+        """Verify candidate ``a`` (old) for the new keyframe ``b``: the graph's ``T_prior`` first (when given,
+        ``use_graph_prior`` and ``refine``), then a pair estimate (when ``allow_pair`` and ``pair_estimate``).
 
         ``info['hypothesis']`` names the hypothesis that decided; ``info['pair_called']`` is True when
         ``frontend.pair`` was asked.
         """
         res = None
-        if T_prior is not None and self.cfg.use_graph_prior:
+        if T_prior is not None and self.cfg.use_graph_prior and self.cfg.refine:  # unrefined, it restates the graph
             T = T_prior if self.use_sim3 else sim3.rigid(T_prior)
             res = check_geometry(kf_a, kf_b, T, self.cfg, self.kf_cfg.min_confidence, self.use_sim3)
             res.info["hypothesis"] = "graph"

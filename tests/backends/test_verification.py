@@ -17,7 +17,7 @@ from backends.global_alignment import observability
 from backends.keyframer import Keyframer
 from backends.loop_closure import LoopCloser, check_geometry
 from backends.projective import associate, consistency_error, prepare_view
-from slam.types import Frame, Keyframe
+from slam.types import Keyframe
 from tests.backends.synthetic import FakeFrontend, loop_trajectory, make_frames
 
 
