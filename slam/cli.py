@@ -121,7 +121,13 @@ COMMANDS = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "frontends": cmd
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may stand anywhere among the options (``--data X a=1 --out Y b=2``)
+    args, extra = parser.parse_known_args(argv)
+    stray = [token for token in extra if token.startswith("-") or "=" not in token]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

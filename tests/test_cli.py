@@ -66,3 +66,15 @@ def test_frontends_listing():
     assert proc.returncode == 0
     for name in ("rgbd", "cut3r", "ttt3r", "ttsa3r", "tum", "kitti", "folder", "video"):
         assert name in proc.stdout
+
+
+def test_overrides_may_be_mixed_with_options(tmp_path):
+    from tests.make_data import write_tum_sequence
+
+    seq = write_tum_sequence(tmp_path / "seq", n=3)
+    proc = slam("run", "--data", str(seq), "dataset.max_frames=2", "--out", str(tmp_path / "o"), "dataset.stride=1",
+                "--quiet", "--sync")
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_tum(tmp_path / "o" / "trajectory.tum").timestamps) == 2
+    bad = slam("run", "--data", str(seq), "--bogus")
+    assert bad.returncode == 2 and "--bogus" in bad.stderr
