@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+
 from slam.registry import Registry
 from slam.types import Frame
 
@@ -77,6 +79,34 @@ class Dataset(ABC):
     def is_kitti(self) -> bool:
         """True when trajectories should also be written in KITTI format."""
         return False
+
+
+class IndexedDataset(Dataset):
+    """A dataset over a known list of frames (files), of which ``_selected`` are streamed.
+
+    Subclasses set, in ``__init__``: ``_stamps`` ((n,) seconds of every frame), ``_selected`` (indices
+    into it, from :func:`frame_selection`) and optionally ``_gt_poses`` ((n,4,4) ``T_wc`` of every frame,
+    NaN where unknown).
+    """
+
+    _stamps: np.ndarray
+    _selected: list[int]
+    _gt_poses: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self._selected)
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self._gt_poses is not None
+
+    def ground_truth(self):
+        """Ground truth of the streamed frames, one row per frame (NaN pose where none matched), or None."""
+        from slam.trajectory import Trajectory
+
+        if self._gt_poses is None:
+            return None
+        return Trajectory(self._stamps[self._selected], self._gt_poses[self._selected])
 
 
 DATASETS: Registry[Callable[[DatasetConfig], Dataset]] = Registry("dataset")

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from slam.datasets.base import Dataset, DatasetConfig, frame_selection, register_dataset, resolve_path
+from slam.datasets.base import DatasetConfig, IndexedDataset, frame_selection, register_dataset, resolve_path
 from slam.datasets.io import intrinsics_from_list, list_images, read_calibration_txt, read_rgb
 from slam.errors import DatasetError
 from slam.trajectory import read_kitti_times
@@ -33,7 +33,7 @@ def optional_intrinsics(cfg: DatasetConfig, calibration: Path) -> np.ndarray | N
 
 
 @register_dataset("folder")
-class FolderDataset(Dataset):
+class FolderDataset(IndexedDataset):
     """Images in one folder; see the module docstring."""
 
     def __init__(self, cfg: DatasetConfig):
@@ -53,9 +53,6 @@ class FolderDataset(Dataset):
         else:
             self._stamps = np.arange(len(self._images), dtype=np.float64) / FOLDER_FPS
         self._selected = frame_selection(len(self._images), cfg)
-
-    def __len__(self) -> int:
-        return len(self._selected)
 
     def __iter__(self) -> Iterator[Frame]:
         first_size = None

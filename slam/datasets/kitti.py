@@ -26,10 +26,10 @@ from typing import Iterator
 
 import numpy as np
 
-from slam.datasets.base import Dataset, DatasetConfig, frame_selection, register_dataset, resolve_path
+from slam.datasets.base import DatasetConfig, IndexedDataset, frame_selection, register_dataset, resolve_path
 from slam.datasets.io import intrinsics_from_list, list_images, read_rgb
 from slam.errors import DatasetError
-from slam.trajectory import Trajectory, read_kitti, read_kitti_times
+from slam.trajectory import read_kitti, read_kitti_times
 from slam.types import Frame
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def locate_sequence(cfg: DatasetConfig) -> tuple[Path, str]:
 
 
 @register_dataset("kitti")
-class KittiDataset(Dataset):
+class KittiDataset(IndexedDataset):
     """A KITTI odometry sequence; see the module docstring."""
 
     def __init__(self, cfg: DatasetConfig):
@@ -134,21 +134,9 @@ class KittiDataset(Dataset):
 
         self._selected = frame_selection(n, cfg)
 
-    def __len__(self) -> int:
-        return len(self._selected)
-
     @property
     def is_kitti(self) -> bool:
         return True
-
-    @property
-    def has_ground_truth(self) -> bool:
-        return self._gt_poses is not None
-
-    def ground_truth(self) -> Trajectory | None:
-        if self._gt_poses is None:
-            return None
-        return Trajectory(self._stamps[self._selected], self._gt_poses[self._selected])
 
     def __iter__(self) -> Iterator[Frame]:
         for index, i in enumerate(self._selected):

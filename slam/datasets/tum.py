@@ -27,10 +27,10 @@ from typing import Iterator
 
 import numpy as np
 
-from slam.datasets.base import Dataset, DatasetConfig, frame_selection, register_dataset, resolve_path
+from slam.datasets.base import DatasetConfig, IndexedDataset, frame_selection, register_dataset, resolve_path
 from slam.datasets.io import intrinsics_from_list, read_calibration_txt, read_depth_png, read_rgb
 from slam.errors import DatasetError
-from slam.trajectory import Trajectory, read_tum
+from slam.trajectory import read_tum
 from slam.types import Frame
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def tum_intrinsics(root: Path, cfg: DatasetConfig) -> np.ndarray:
 
 
 @register_dataset("tum")
-class TumDataset(Dataset):
+class TumDataset(IndexedDataset):
     """A TUM RGB-D sequence folder; see the module docstring for layout, association and intrinsics."""
 
     def __init__(self, cfg: DatasetConfig):
@@ -177,22 +177,9 @@ class TumDataset(Dataset):
         self._depth_paths = depth_paths
         self._selected = frame_selection(len(stamps), cfg)
 
-    def __len__(self) -> int:
-        return len(self._selected)
-
     @property
     def has_depth(self) -> bool:
         return self._depth_paths is not None
-
-    @property
-    def has_ground_truth(self) -> bool:
-        return self._gt_poses is not None
-
-    def ground_truth(self) -> Trajectory | None:
-        """Ground truth at the rgb stamps, one row per streamed frame (NaN pose where none matched)."""
-        if self._gt_poses is None:
-            return None
-        return Trajectory(self._stamps[self._selected], self._gt_poses[self._selected])
 
     def __iter__(self) -> Iterator[Frame]:
         for index, i in enumerate(self._selected):
