@@ -13,6 +13,14 @@ Sim(3) aligned), two figures that do not trust the reference's long-range accura
 * depth consistency: mean absolute depth difference (mm) between the full-resolution depth maps of
   overlapping keyframe pairs re-projected with the estimated poses (bilinear lookup, differences above 5 cm
   ignored). It needs no reference at all; the pair set is fixed by the first setting's poses.
+* keypoint distance: median 3D distance (mm) between SIFT keypoints matched across a keyframe pair (mutual
+  nearest neighbours, ratio test, smooth depth around the keypoint), each lifted with its own depth and
+  brought into one camera with the estimated poses; matches further apart than 5 cm are mismatches and
+  ignored. Mean over the pairs. No backend term uses SIFT, so this is an independent check of the poses
+  that also sees sliding along surfaces, which depth consistency cannot.
+
+A first row, ``reference``, scores the reference trajectory itself with the same two reference-free
+figures (at the same keyframes), which tells how far its ~1 cm ATE can be trusted.
 
     python tools/eval_backend_icl.py ../shared/data/icl_livingroom1_micro [--max-frames N] [--stride S]
         [--fragment 100] [--set keyframe.stride=4 ...]
@@ -26,7 +34,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,6 +49,10 @@ SETTINGS = {"odometry only": "odometry", "+ loop closure": "loops", "+ loop clos
 DEPTH_GATE = 0.05
 #: keyframe pairs whose re-projection overlap is below this are not scored
 MIN_OVERLAP = 0.3
+#: matched keypoints further apart than this (m) are mismatches, not misalignment
+KEYPOINT_GATE = 0.05
+#: keyframe pairs with fewer matched keypoints within the gate are not scored
+MIN_KEYPOINTS = 20
 
 
 def depth_consistency(frame_a, frame_b, T_ab: np.ndarray, stride: int = 2) -> tuple[float, float]:
@@ -71,6 +82,56 @@ def depth_consistency(frame_a, frame_b, T_ab: np.ndarray, stride: int = 2) -> tu
     return (float(r.mean()) if len(r) else float("nan")), len(r) / max(int(ok.sum()), 1)
 
 
+def keypoints_3d(frame, sift) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) SIFT keypoints lifted to 3D in the camera frame (m) and their (N, 128) descriptors.
+
+    Keypoints without depth, or whose 5x5 neighbourhood (2 px steps) has a depth range above 1 % of the
+    depth (edges, where the lifted point is ill-defined), are dropped.
+    """
+    import cv2
+
+    grey = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2GRAY)
+    kps, desc = sift.detectAndCompute(grey, None)
+    if not kps:
+        return np.zeros((0, 3)), np.zeros((0, 128), np.float32)
+    uv = np.array([k.pt for k in kps])
+    h, w = frame.depth.shape
+    iu = np.clip(np.round(uv[:, 0]).astype(int), 2, w - 3)
+    iv = np.clip(np.round(uv[:, 1]).astype(int), 2, h - 3)
+    window = np.stack([frame.depth[iv + dv, iu + du] for dv in (-2, 0, 2) for du in (-2, 0, 2)], 1)
+    z = frame.depth[iv, iu]
+    keep = (window > 0).all(1) & (window.max(1) - window.min(1) < 0.01 * z)
+    K = frame.K
+    xyz = np.stack([(uv[:, 0] - K[0, 2]) / K[0, 0] * z, (uv[:, 1] - K[1, 2]) / K[1, 1] * z, z], 1)
+    return xyz[keep], desc[keep]
+
+
+def keypoint_matches(feat_a, feat_b, ratio: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    """Mutual nearest-neighbour SIFT matches passing the ratio test: ((M, 3) points of a, (M, 3) of b)."""
+    import cv2
+
+    (xa, da), (xb, db) = feat_a, feat_b
+    if len(xa) < 2 or len(xb) < 2:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    matcher = cv2.BFMatcher()
+    forward = [m for m, n in matcher.knnMatch(db, da, k=2) if m.distance < ratio * n.distance]
+    backward = {m.queryIdx: m.trainIdx for m, _ in matcher.knnMatch(da, db, k=2)}
+    mutual = [(m.trainIdx, m.queryIdx) for m in forward if backward.get(m.trainIdx) == m.queryIdx]
+    if not mutual:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    ia, ib = np.array(mutual).T
+    return xa[ia], xb[ib]
+
+
+def keypoint_distance(matches: tuple[np.ndarray, np.ndarray], T_ab: np.ndarray) -> tuple[float, int]:
+    """(median 3D distance in m, count) of matched keypoints within ``KEYPOINT_GATE`` once b's are moved
+    into a's camera by ``T_ab`` (the pose of b's camera in a's camera frame)."""
+    xa, xb = matches
+    d = np.linalg.norm(sim3.transform_points(T_ab, xb) - xa, axis=1)
+    d = d[d < KEYPOINT_GATE]
+    return (float(np.median(d)) if len(d) else float("nan")), len(d)
+
+
 def fragment_ate(est: Trajectory, gt: Trajectory, fragment: int) -> float:
     """RMS over all frames of the SE(3) ATE of consecutive ``fragment``-frame runs, each aligned alone."""
     sq, n = 0.0, 0
@@ -84,22 +145,22 @@ def fragment_ate(est: Trajectory, gt: Trajectory, fragment: int) -> float:
     return float(np.sqrt(sq / n)) if n else float("nan")
 
 
-def _overrides(items: list[str]) -> dict:
-    """``a.b=value`` strings -> nested dict (values parsed as YAML scalars)."""
-    out: dict = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
-    return out
+def backend_settings(path: str, overrides: list[str]) -> dict:
+    """The ``backend:`` section ``slam run --data PATH frontend=rgbd`` would use (all config layers, then
+    ``backend.<key>=value`` for each ``key=value`` of ``overrides``), as a plain dict."""
+    from slam.config import load_run_config
+    from slam.config_loader import to_plain
+
+    cfg = load_run_config(data=path, overrides=["frontend=rgbd", *(f"backend.{o}" for o in overrides)])
+    return to_plain(cfg.backend)
 
 
 def run(path: str, max_frames: int | None = None, stride: int = 1, sync: bool = True, fragment: int = 100,
         overrides: dict | None = None) -> list[dict]:
-    """Run the frontend once, then the three settings; one row per setting (ATE figures, backend metrics)."""
+    """Run the frontend once, then the three settings; one row per setting (ATE figures, backend metrics).
+
+    ``overrides``: backend settings (a ``backend:`` section as a dict) applied under each preset.
+    """
     dataset = open_dataset(DatasetConfig(path=path, max_frames=max_frames, stride=stride))
     frontend = create("rgbd")
     t0 = time.perf_counter()
@@ -113,9 +174,15 @@ def run(path: str, max_frames: int | None = None, stride: int = 1, sync: bool = 
 
 def evaluate_settings(stream: list, gt: Trajectory, frontend, sync: bool = True, fragment: int = 100,
                       overrides: dict | None = None) -> list[dict]:
-    """Replay ``stream`` ((Frame, FrontendOutput) pairs) into one backend per setting and evaluate each."""
+    """Replay ``stream`` ((Frame, FrontendOutput) pairs) into one backend per setting and evaluate each.
+
+    Returns one row per setting, preceded by a ``reference`` row that scores the frames' reference poses
+    (``Frame.gt_pose``) at the first setting's keyframes with the reference-free figures.
+    """
+    import cv2
+
     rows: list[dict] = []
-    pairs = None
+    scorer: _PairScorer | None = None
     for label, preset in SETTINGS.items():
         cfg = BackendConfig.from_dict({**(overrides or {}), "preset": preset, "sync": sync})
         backend = SlamBackend(cfg, frontend, metric=stream[0][1].metric)
@@ -127,21 +194,52 @@ def evaluate_settings(stream: list, gt: Trajectory, frontend, sync: bool = True,
         est = Trajectory(backend.timestamps(), backend.frame_poses())
         res = evaluate(est, gt)
         kfs = backend.keyframes()
-        if pairs is None:  # fixed by the first setting: overlapping keyframe pairs
-            pairs = [(a, b) for a in range(len(kfs)) for b in range(a + 1, len(kfs))
-                     if depth_consistency(kfs[a].frame, kfs[b].frame, sim3.relative(kfs[a].pose, kfs[b].pose))[1]
-                     >= MIN_OVERLAP]
-        depth_err = [depth_consistency(kfs[a].frame, kfs[b].frame, sim3.relative(kfs[a].pose, kfs[b].pose))[0]
-                     for a, b in pairs]
         m = backend.metrics()
         backend.close()
+        if scorer is None:  # pair sets fixed by the first setting's keyframes and poses
+            scorer = _PairScorer([kf.frame for kf in kfs], [kf.pose for kf in kfs], cv2.SIFT_create(4000))
+            if all(kf.frame.gt_pose is not None for kf in kfs):
+                rows.append({"setting": "reference", "ate_se3_cm": 0.0, "ate_sim3_cm": 0.0,
+                             "fragment_ate_cm": 0.0, **scorer.score([kf.frame.gt_pose for kf in kfs]),
+                             "keyframes": len(kfs), "loops": 0, "backend_s": 0.0, "metrics": {}})
         rows.append({"setting": label, "ate_se3_cm": 100 * res["ate_rmse_se3"],
                      "ate_sim3_cm": 100 * res["ate_rmse_sim3"],
                      "fragment_ate_cm": 100 * fragment_ate(est, gt, fragment),
-                     "depth_consistency_mm": 1000 * float(np.nanmean(depth_err)), "depth_pairs": len(pairs),
+                     **scorer.score([kf.pose for kf in kfs]),
                      "keyframes": m["keyframes"], "loops": m["loops_accepted"], "backend_s": backend_s,
                      "metrics": m})
     return rows
+
+
+class _PairScorer:
+    """Reference-free figures of a set of keyframe poses over fixed keyframe pairs.
+
+    Depth pairs: re-projection overlap >= ``MIN_OVERLAP`` under ``poses``. Keypoint pairs: at least
+    ``MIN_KEYPOINTS`` matches within ``KEYPOINT_GATE`` under ``poses``. Matches are computed once.
+    """
+
+    def __init__(self, frames: list, poses: list[np.ndarray], sift):
+        self.frames = frames
+        n = len(frames)
+        self.depth_pairs = [(a, b) for a in range(n) for b in range(a + 1, n)
+                            if depth_consistency(frames[a], frames[b], sim3.relative(poses[a], poses[b]))[1]
+                            >= MIN_OVERLAP]
+        feats = [keypoints_3d(f, sift) for f in frames]
+        self.matches = {}
+        for a in range(n):
+            for b in range(a + 1, n):
+                m = keypoint_matches(feats[a], feats[b])
+                if keypoint_distance(m, sim3.relative(poses[a], poses[b]))[1] >= MIN_KEYPOINTS:
+                    self.matches[(a, b)] = m
+
+    def score(self, poses: list[np.ndarray]) -> dict:
+        """{'depth_consistency_mm', 'keypoint_distance_mm', 'depth_pairs', 'keypoint_pairs'} for ``poses``."""
+        f = self.frames
+        depth = [depth_consistency(f[a], f[b], sim3.relative(poses[a], poses[b]))[0] for a, b in self.depth_pairs]
+        kp = [keypoint_distance(m, sim3.relative(poses[a], poses[b]))[0] for (a, b), m in self.matches.items()]
+        return {"depth_consistency_mm": 1000 * float(np.nanmean(depth)) if depth else float("nan"),
+                "keypoint_distance_mm": 1000 * float(np.nanmean(kp)) if kp else float("nan"),
+                "depth_pairs": len(self.depth_pairs), "keypoint_pairs": len(self.matches)}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -154,14 +252,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="backend option override, e.g. keyframe.stride=4 (repeatable)")
     args = parser.parse_args(argv)
     rows = run(args.path, args.max_frames, args.stride, fragment=args.fragment,
-               overrides=_overrides(args.overrides))
+               overrides=backend_settings(args.path, args.overrides))
     print(f"frontend: {rows[0]['frontend_s']:.1f} s for the sequence; depth consistency over "
-          f"{rows[0]['depth_pairs']} keyframe pairs")
+          f"{rows[0]['depth_pairs']} keyframe pairs, keypoint distance over {rows[0]['keypoint_pairs']}")
     print(f"{'setting':<28} {'ATE SE(3) cm':>13} {'ATE Sim(3) cm':>14} {'fragment ATE cm':>16} "
-          f"{'depth cons. mm':>15} {'keyframes':>10} {'loops':>6} {'backend s':>10}")
+          f"{'depth cons. mm':>15} {'keypoint dist. mm':>18} {'keyframes':>10} {'loops':>6} {'backend s':>10}")
     for r in rows:
-        print(f"{r['setting']:<28} {r['ate_se3_cm']:>13.2f} {r['ate_sim3_cm']:>14.2f} {r['fragment_ate_cm']:>16.2f} "
-              f"{r['depth_consistency_mm']:>15.3f} {r['keyframes']:>10} {r['loops']:>6} {r['backend_s']:>10.1f}")
+        ate = ("{:>13} {:>14} {:>16}".format("-", "-", "-") if r["setting"] == "reference" else
+               f"{r['ate_se3_cm']:>13.2f} {r['ate_sim3_cm']:>14.2f} {r['fragment_ate_cm']:>16.2f}")
+        print(f"{r['setting']:<28} {ate} {r['depth_consistency_mm']:>15.3f} {r['keypoint_distance_mm']:>18.3f} "
+              f"{r['keyframes']:>10} {r['loops']:>6} {r['backend_s']:>10.1f}")
     return rows
 
 
