@@ -133,6 +133,11 @@ class LoopClosureConfig:
             or in radians); a sign the hypothesis was wrong.
         refine: refine the hypothesis (point-to-plane alignment of the keyframe pointmaps, coarse to fine)
             and use the refined one as the loop measurement.
+        dense_refine: after the point refinement, let the frontend refine the hypothesis with its own dense
+            alignment of the two stored frames (``Frontend.refine_pair``, e.g. photometric + depth for
+            ``rgbd``) when it offers one and both keyframes are metric. Point alignment of noisy depth is
+            less precise than the frontend's odometry; with this, a loop edge is about as precise as an
+            odometry edge.
         use_graph_prior: try the pose graph's current relative pose as the first hypothesis (cheap; right
             when the drift since the old keyframe is within the refinement's reach; needs ``refine``).
         min_observability: a graph-prior hypothesis is accepted only when the pointmaps pin every direction of
@@ -152,6 +157,7 @@ class LoopClosureConfig:
     min_inlier_ratio: float = 0.7
     max_correction: float = 0.2
     refine: bool = True
+    dense_refine: bool = True
     use_graph_prior: bool = True
     min_observability: float = 0.003
     pair_estimate: bool = True

@@ -184,7 +184,8 @@ class BackendEngine:
             rec.update(accepted=res.accepted, reason=res.reason, inlier_ratio=round(res.inlier_ratio, 4),
                        confidence=round(res.confidence, 4), hypothesis=res.info.get("hypothesis"),
                        pair_called=bool(res.info.get("pair_called")))
-            for key in ("correction", "correction_deg", "visible_fraction", "observability"):
+            for key in ("correction", "correction_deg", "dense", "dense_correction", "dense_correction_deg",
+                        "visible_fraction", "observability"):
                 if key in res.info:
                     rec[key] = res.info[key]
             if res.accepted:

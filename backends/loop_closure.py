@@ -135,14 +135,20 @@ def verify_pair(frontend: Any, kf_a: Keyframe, kf_b: Keyframe, cfg: LoopClosureC
     T, conf, why = pair_hypothesis(frontend, kf_a, kf_b, cfg, kf_cfg, use_sim3)
     if T is None:
         return Verification(False, why, confidence=conf, info={"hypothesis": "pair"})
-    res = check_geometry(kf_a, kf_b, T, cfg, kf_cfg.min_confidence, use_sim3, confidence=conf)
+    res = check_geometry(kf_a, kf_b, T, cfg, kf_cfg.min_confidence, use_sim3, confidence=conf, frontend=frontend)
     res.info["hypothesis"] = "pair"
     return res
 
 
 def check_geometry(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: LoopClosureConfig,
-                   min_confidence: float, use_sim3: bool, confidence: float = 1.0) -> Verification:
-    """Geometric check (with refinement when ``cfg.refine``) of the hypothesis ``T_ab`` on the pointmaps."""
+                   min_confidence: float, use_sim3: bool, confidence: float = 1.0,
+                   frontend: Any = None) -> Verification:
+    """Geometric check (with refinement when ``cfg.refine``) of the hypothesis ``T_ab`` on the pointmaps.
+
+    With ``cfg.dense_refine`` and a ``frontend`` that offers :meth:`~frontends.base.Frontend.refine_pair`,
+    the point-refined hypothesis is refined once more by the frontend's dense alignment of the two stored
+    frames (metric keyframes only) before the inlier check.
+    """
     src = confident_points(kf_b, min_confidence)
     dst = confident_points(kf_a, min_confidence)
     if len(src) < 20 or len(dst) < 20:
@@ -161,6 +167,8 @@ def check_geometry(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: LoopCl
         if max(move_t, move_r) > cfg.max_correction:
             return Verification(False, f"refinement moved the hypothesis too much ({move_t:.3f} depth, "
                                 f"{np.degrees(move_r):.1f} deg)", T_ab, confidence, info=info)
+        if cfg.dense_refine and frontend is not None:
+            T = _dense_refine(frontend, kf_a, kf_b, T, depth, cfg.max_correction, info)
     view_a = prepare_view(kf_a, MAX_VERIFY_POINTS, min_confidence)
     view_b = prepare_view(kf_b, MAX_VERIFY_POINTS, min_confidence)
     c = associate(view_b, view_a, T, np.eye(4), cfg.inlier_distance)
@@ -174,6 +182,35 @@ def check_geometry(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: LoopCl
         return Verification(False, f"inlier ratio {ratio:.3f} < {cfg.min_inlier_ratio}", T, confidence, ratio,
                             info)
     return Verification(True, "ok", T, confidence, ratio, info)
+
+
+def _dense_refine(frontend: Any, kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, depth: float,
+                  max_correction: float, info: dict[str, Any]) -> np.ndarray:
+    """``T_ab`` refined by ``frontend.refine_pair`` on the stored frames, or unchanged when the frontend has
+    no such refinement, a keyframe is not metric or lacks its frame, the call fails, or the result moves
+    the hypothesis by more than ``max_correction`` (relative to ``depth``, or radians). ``info['dense']``
+    says which."""
+    refine = getattr(frontend, "refine_pair", None)
+    if refine is None or not (kf_a.metric and kf_b.metric) or kf_a.frame is None or kf_b.frame is None:
+        info["dense"] = "not applicable"
+        return T_ab
+    try:
+        est = refine(kf_a.frame, kf_b.frame, sim3.rigid(T_ab))
+    except Exception as exc:  # noqa: BLE001 - a failing refinement keeps the point-refined hypothesis
+        info["dense"] = f"failed: {exc!r}"
+        return T_ab
+    if est is None or not np.isfinite(est.T_ab).all():
+        info["dense"] = "none"
+        return T_ab
+    corr = sim3.relative(sim3.rigid(T_ab), np.asarray(est.T_ab, dtype=np.float64))
+    move_t = float(np.linalg.norm(corr[:3, 3])) / depth
+    move_r = sim3.rotation_angle(sim3.rotation_of(corr))
+    info.update(dense_correction=round(move_t, 5), dense_correction_deg=round(float(np.degrees(move_r)), 4))
+    if max(move_t, move_r) > max_correction:
+        info["dense"] = "rejected (moved too far)"
+        return T_ab
+    info["dense"] = "used"
+    return np.asarray(est.T_ab, dtype=np.float64)
 
 
 class LoopCloser:
@@ -227,7 +264,8 @@ class LoopCloser:
         res = None
         if T_prior is not None and self.cfg.use_graph_prior and self.cfg.refine:  # unrefined, it restates the graph
             T = T_prior if self.use_sim3 else sim3.rigid(T_prior)
-            res = check_geometry(kf_a, kf_b, T, self.cfg, self.kf_cfg.min_confidence, self.use_sim3)
+            res = check_geometry(kf_a, kf_b, T, self.cfg, self.kf_cfg.min_confidence, self.use_sim3,
+                                 frontend=self.frontend)
             res.info["hypothesis"] = "graph"
             res.confidence = res.inlier_ratio
             obs = res.info.get("observability", 1.0)

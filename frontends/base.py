@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
 from slam.registry import Registry
 from slam.types import Frame, FrontendOutput, PairEstimate
 
@@ -35,6 +37,15 @@ class Frontend(ABC):
     @abstractmethod
     def pair(self, a: Frame, b: Frame) -> PairEstimate:
         """Estimate the pose of ``b`` relative to ``a`` from scratch, without touching the stream state."""
+
+    def refine_pair(self, a: Frame, b: Frame, T_ab: np.ndarray) -> PairEstimate | None:
+        """Refine a hypothesis ``T_ab`` (pose of ``b``'s camera in ``a``'s, metric units) with the frontend's
+        own dense alignment, e.g. photometric + depth terms that point alignment alone lacks.
+
+        Optional: the default returns None, and callers (loop verification) keep their point-alignment
+        result. Only called for metric frontends.
+        """
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (models, threads). Default: nothing to do."""

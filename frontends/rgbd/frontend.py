@@ -17,7 +17,7 @@ from frontends.base import Frontend, register_frontend
 from frontends.rgbd.config import RgbdConfig
 from frontends.rgbd.descriptor import global_descriptor
 from frontends.rgbd.odometry import OdometryEstimate, RgbdView, estimate_motion, make_view
-from frontends.rgbd.pairs import VERIFIED_CONSISTENCY, estimate_pair
+from frontends.rgbd.pairs import VERIFIED_CONSISTENCY, PairScore, estimate_pair, grey_image, score_pair
 from slam.errors import ConfigError, DatasetError
 from slam.pointmaps import depth_confidence
 from slam.types import Frame, FrontendOutput, PairEstimate
@@ -131,6 +131,22 @@ class RgbdFrontend(Frontend):
         """
         va, vb = self._view(a), self._view(b)
         T_ab, score, info = estimate_pair(va, vb, self.cfg)
+        return self._pair_estimate(va, vb, T_ab, score, info)
+
+    def refine_pair(self, a: Frame, b: Frame, T_ab: np.ndarray) -> PairEstimate | None:
+        """Dense RGB-D alignment (``rgbd.method``, coarse to fine) of b onto a, started at ``T_ab``.
+
+        Returns None when the solve fails; otherwise the refined pose with the confidence of :meth:`pair`.
+        """
+        va, vb = self._view(a), self._view(b)
+        est = estimate_motion(vb, va, np.asarray(T_ab, np.float64), self.cfg)
+        if not est.ok:
+            return None
+        score = score_pair(va, vb, est.T_target_source, grey_image(va), grey_image(vb), self.cfg)
+        return self._pair_estimate(va, vb, est.T_target_source, score, {"method": "refine", "fitness": round(est.fitness, 4)})
+
+    def _pair_estimate(self, va: RgbdView, vb: RgbdView, T_ab: np.ndarray, score: PairScore,
+                       info: dict) -> PairEstimate:
         confidence = score.agreement * float(np.clip((score.consistency - 0.5) / (VERIFIED_CONSISTENCY - 0.5), 0, 1))
         conf_a = depth_confidence(va.depth, self.cfg.confidence_depth_scale, self.cfg.edge_jump or None)
         conf_b = depth_confidence(vb.depth, self.cfg.confidence_depth_scale, self.cfg.edge_jump or None)

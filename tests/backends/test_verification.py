@@ -17,7 +17,7 @@ from backends.global_alignment import observability
 from backends.keyframer import Keyframer
 from backends.loop_closure import LoopCloser, check_geometry
 from backends.projective import associate, consistency_error, prepare_view
-from slam.types import Keyframe
+from slam.types import Keyframe, PairEstimate
 from tests.backends.synthetic import FakeFrontend, loop_trajectory, make_frames
 
 
@@ -122,6 +122,49 @@ def test_graph_prior_first_then_pair_estimate(room_keyframes):
     lc, fe = closer(pair_estimate=False)
     res = lc.verify(a, b, wrong)
     assert not res.accepted and fe.pair_calls == 0
+
+
+class _DenseFrontend(FakeFrontend):
+    """Fake frontend whose dense refinement returns a fixed answer (and counts its calls)."""
+
+    def __init__(self, answer: np.ndarray | None):
+        super().__init__()
+        self.answer = answer
+        self.refine_calls = 0
+
+    def refine_pair(self, a, b, T_ab):
+        self.refine_calls += 1
+        return None if self.answer is None else PairEstimate(T_ab=self.answer, confidence=0.9)
+
+
+def test_dense_refinement_of_the_frontend_decides_the_loop_measurement(room_keyframes):
+    _, _, kfs = room_keyframes
+    a, b = kfs[10], kfs[12]
+    T_true = sim3.relative(a.pose, b.pose)
+    start = _perturb(T_true, 1.0, (0.02, 0.0, -0.02))
+    # the frontend's answer (a 4 mm, 0.2 deg nudge of the truth: within reach, and distinguishable from
+    # what point alignment finds on its own) becomes the measurement
+    answer = _perturb(T_true, 0.2, (0.004, 0.0, 0.0))
+    fe = _DenseFrontend(answer)
+    res = check_geometry(a, b, start, LoopClosureConfig(), 0.0, use_sim3=False, frontend=fe)
+    assert res.accepted and res.info["dense"] == "used" and fe.refine_calls == 1
+    np.testing.assert_allclose(res.T_ab, answer, atol=1e-12)
+    # an answer that jumps far from the point-refined hypothesis is not trusted
+    fe = _DenseFrontend(_perturb(T_true, 20.0, (0.8, 0.0, 0.0)))
+    res = check_geometry(a, b, start, LoopClosureConfig(), 0.0, use_sim3=False, frontend=fe)
+    assert res.accepted and res.info["dense"] == "rejected (moved too far)"
+    assert np.linalg.norm(sim3.relative(T_true, res.T_ab)[:3, 3]) < 0.01
+    # no answer, switched off, or keyframes that are not metric: the point-refined hypothesis stays
+    fe = _DenseFrontend(None)
+    assert check_geometry(a, b, start, LoopClosureConfig(), 0.0, False, frontend=fe).info["dense"] == "none"
+    fe = _DenseFrontend(answer)
+    off = check_geometry(a, b, start, LoopClosureConfig(dense_refine=False), 0.0, False, frontend=fe)
+    assert fe.refine_calls == 0 and "dense" not in off.info
+    up_to_scale = dataclasses.replace(b, metric=False)
+    res = check_geometry(a, up_to_scale, start, LoopClosureConfig(), 0.0, False, frontend=fe)
+    assert fe.refine_calls == 0 and res.info["dense"] == "not applicable"
+    # a frontend without the hook (duck-typed) is fine too
+    assert check_geometry(a, b, start, LoopClosureConfig(), 0.0, False, frontend=FakeFrontend()).accepted
 
 
 # ---------------------------------------------------------------------------------------------- safeguard

@@ -233,3 +233,18 @@ def test_descriptor_scores_a_revisit_above_the_far_side(demo_frames):
     d = {i: global_descriptor(demo_frames[i].rgb) for i in (0, LOOP // 2, LOOP - 1)}
     assert d[0] @ d[LOOP - 1] > 0.85
     assert d[0] @ d[LOOP - 1] > d[0] @ d[LOOP // 2] + 0.2
+
+
+def test_refine_pair_corrects_a_perturbed_hypothesis(demo_frames):
+    a, b = demo_frames[0], demo_frames[8]
+    gt = np.linalg.inv(a.gt_pose) @ b.gt_pose
+    nudge = np.eye(4)
+    c, s = np.cos(np.radians(1.5)), np.sin(np.radians(1.5))
+    nudge[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]
+    nudge[:3, 3] = [0.03, -0.02, 0.02]
+    start = nudge @ gt
+    refined = RgbdFrontend().refine_pair(a, b, start)
+    assert refined is not None and refined.confidence > 0.3
+    assert np.linalg.norm(refined.T_ab[:3, 3] - gt[:3, 3]) < 0.003
+    assert rotation_deg(np.linalg.inv(gt) @ refined.T_ab) < 0.2
+    assert np.linalg.norm(start[:3, 3] - gt[:3, 3]) > 0.03  # the start really was off
