@@ -37,6 +37,10 @@ class KeyframeConfig:
         max_interval: make a keyframe at least every this many frames (0 = no limit).
         stride: pixel stride used to downsample the stored pointmap (memory ~ 16 bytes per stored point).
         min_confidence: points with confidence at or below this are ignored (overlap, alignment).
+        blend_frames: a frame between two keyframes of one segment takes its pose relative to both and
+            blends the two by its position between them (so that the trajectory stays continuous when an
+            optimisation corrects neighbouring keyframes differently); False: relative to the previous
+            keyframe only. Frames after the newest keyframe always follow it alone.
         keep_frame: keep the input Frame of each keyframe (needed by ``frontend.pair`` for loop closure and
             segment links; costs the full image + depth per keyframe, ~2.1 MB at 640x480 RGB-D).
     """
@@ -47,6 +51,7 @@ class KeyframeConfig:
     max_interval: int = 0
     stride: int = 8
     min_confidence: float = 0.0
+    blend_frames: bool = True
     keep_frame: bool = True
 
     def validate(self) -> None:

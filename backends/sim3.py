@@ -63,6 +63,30 @@ def rotation_angle(R: np.ndarray) -> float:
     return float(np.arccos(np.clip(c, -1.0, 1.0)))
 
 
+def blend(A: np.ndarray, B: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Poses between ``A`` and ``B``: ``A @ D(alpha)`` with ``D = A^-1 B`` split into scale, rotation and
+    translation, each taken ``alpha`` of the way (``s^alpha``, rotation vector times ``alpha``,
+    ``alpha t``); ``alpha = 0`` gives ``A`` and ``1`` gives ``B``.
+
+    Args:
+        A, B: (N, 4, 4) Sim(3) matrices.
+        alpha: (N,) weights in [0, 1].
+    """
+    from scipy.spatial.transform import Rotation
+
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    alpha = np.asarray(alpha, dtype=np.float64)
+    if len(A) == 0:
+        return A.copy()
+    D = np.stack([relative(a, b) for a, b in zip(A, B)])
+    s = np.cbrt(np.linalg.det(D[:, :3, :3]))
+    rotvec = Rotation.from_matrix(D[:, :3, :3] / s[:, None, None]).as_rotvec()
+    Da = np.tile(np.eye(4), (len(A), 1, 1))
+    Da[:, :3, :3] = Rotation.from_rotvec(alpha[:, None] * rotvec).as_matrix() * (s**alpha)[:, None, None]
+    Da[:, :3, 3] = alpha[:, None] * D[:, :3, 3]
+    return A @ Da
+
+
 def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 4x4 Sim(3) to (..., 3) points."""
     return points @ T[:3, :3].T + T[:3, 3]

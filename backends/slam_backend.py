@@ -1,7 +1,8 @@
 """The backend facade the pipeline talks to: keyframes, pose graph, loops and alignment behind one object.
 
 Per-frame path (:meth:`SlamBackend.process`): keyframe decision, the frame's pose in the backend world
-(latest optimised pose of its keyframe composed with the frame's frontend pose relative to that keyframe),
+(latest optimised pose of its keyframe composed with the frame's frontend pose relative to that keyframe;
+:meth:`frame_poses` later also blends in the next keyframe, see ``keyframe.blend_frames``),
 and, for a new keyframe, one job handed to the worker. Everything else (graph updates, segment links,
 retrieval, verification, global alignment) runs in the worker thread, or inline when ``cfg.sync``.
 
@@ -153,8 +154,33 @@ class SlamBackend:
             return np.zeros((0, 4, 4))
         published = self.engine.published[1]
         kf_poses = np.stack([self._keyframe_pose(k, published) for k in range(len(self._keyframes))])
-        poses = kf_poses[np.asarray(self._kf_of_frame)] @ np.stack(self._rel_of_frame)
+        kf_of_frame = np.asarray(self._kf_of_frame)
+        rel = np.stack(self._rel_of_frame)
+        poses = kf_poses[kf_of_frame] @ rel
+        if self.cfg.keyframe.blend_frames:
+            poses = self._blend_with_next_keyframe(poses, kf_of_frame, rel, kf_poses)
         return np.stack([sim3.rigid(T) for T in poses])
+
+    def _blend_with_next_keyframe(self, poses: np.ndarray, kf_of_frame: np.ndarray, rel: np.ndarray,
+                                  kf_poses: np.ndarray) -> np.ndarray:
+        """Blend each frame's pose via its keyframe k with its pose via keyframe k+1 (same segment), by the
+        frame's position between the two (see ``keyframe.blend_frames``)."""
+        first = np.searchsorted(kf_of_frame, np.arange(len(kf_poses)))  # position of each keyframe's frame
+        nxt = kf_of_frame + 1
+        has_next = nxt < len(kf_poses)
+        rows = np.flatnonzero(has_next)
+        rows = rows[[self._keyframes[k].segment == self._keyframes[k + 1].segment for k in kf_of_frame[rows]]]
+        if len(rows) == 0:
+            return poses
+        k = kf_of_frame[rows]
+        # pose via k+1: T_w,k+1 (F_k+1^-1 F_k) rel, with F the keyframes' frontend poses
+        links = np.stack([sim3.relative(self._keyframes[i + 1].frontend_pose, self._keyframes[i].frontend_pose)
+                          for i in range(len(kf_poses) - 1)])
+        via_next = kf_poses[k + 1] @ links[k] @ rel[rows]
+        alpha = (rows - first[k]) / (first[k + 1] - first[k])
+        out = poses.copy()
+        out[rows] = sim3.blend(poses[rows], via_next, alpha)
+        return out
 
     def timestamps(self) -> np.ndarray:
         """(N,) timestamps of the processed frames, seconds."""

@@ -157,6 +157,40 @@ def test_odometry_preset_chains_frontend_poses(loop_scene):
     assert 10 < len(be.keyframes()) < 60 and be.loops() == []
 
 
+def test_sim3_blend_goes_the_given_fraction_of_the_way():
+    A = sim3.make_sim3(Rotation.from_euler("z", 10, degrees=True).as_matrix(), [1.0, 0.0, 0.0], 2.0)
+    D = sim3.make_sim3(Rotation.from_euler("x", 40, degrees=True).as_matrix(), [0.0, 0.4, 0.0], 4.0)
+    B = A @ D
+    out = sim3.blend(np.stack([A, B, A]), np.stack([B, B, B]), np.array([0.0, 1.0, 0.25]))
+    np.testing.assert_allclose(out[0], A, atol=1e-12)
+    np.testing.assert_allclose(out[1], B, atol=1e-12)
+    quarter = sim3.relative(A, out[2])
+    assert sim3.scale_of(quarter) == pytest.approx(4.0**0.25)
+    assert np.degrees(sim3.rotation_angle(sim3.rotation_of(quarter))) == pytest.approx(10.0)
+    np.testing.assert_allclose(quarter[:3, 3], [0.0, 0.1, 0.0], atol=1e-12)
+
+
+def test_frames_blend_the_corrections_of_both_keyframes(loop_scene):
+    poses, frames = loop_scene
+    be = run_backend(config("odometry"), FakeFrontend(), frames[:40])
+    kf_frames = [kf.frame_index for kf in be.keyframes()]
+    a, b = kf_frames[1], kf_frames[2]
+    before = be.frame_poses()
+    # an optimisation that moves keyframe 2 (only) by 10 cm along x
+    version, published = be.engine.published
+    shifted = dict(published)
+    shifted[2] = sim3.make_sim3(np.eye(3), [0.1, 0.0, 0.0]) @ published[2]
+    be.engine.published = (version + 1, shifted)
+    moved = be.frame_poses()[:, :3, 3] - before[:, :3, 3]
+    frac = (np.arange(a, b) - a) / (b - a)
+    np.testing.assert_allclose(moved[a:b, 0], 0.1 * frac, atol=1e-9)  # continuous from keyframe 1 to 2
+    np.testing.assert_allclose(moved[b, 0], 0.1, atol=1e-9)
+    np.testing.assert_allclose(moved[:a], 0.0, atol=1e-9)
+    # without blending the frames before keyframe 2 stay with keyframe 1
+    be.cfg.keyframe.blend_frames = False
+    np.testing.assert_allclose(be.frame_poses()[:b], before[:b], atol=1e-9)
+
+
 def test_drift_loop_closure_and_alignment_cut_ate(loop_scene):
     poses, frames = loop_scene
     odo = ate(run_backend(config("odometry"), drifting(), frames).frame_poses(), poses)

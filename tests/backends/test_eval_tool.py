@@ -70,3 +70,18 @@ def test_backend_settings_follow_the_run_config_layers(tool):
     settings = tool.backend_settings(str(ICL), ["graph.max_residual=7"])
     assert settings["keyframe"]["stride"] == 4  # configs/frontends/rgbd.yaml
     assert settings["graph"]["max_residual"] == 7.0
+
+
+def test_depth_noise_follows_the_sensor_model(tool):
+    from slam.types import Frame
+
+    depth = np.full((200, 300), 2.0, np.float32)
+    depth[:, :10] = 0.0
+    frame = Frame(index=0, timestamp=0.0, rgb=np.zeros((200, 300, 3), np.uint8), depth=depth)
+    noisy = tool.add_depth_noise(frame, 2.0, np.random.default_rng(0))
+    again = tool.add_depth_noise(frame, 2.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(noisy.depth, again.depth)  # seeded
+    assert (noisy.depth[:, :10] == 0).all() and frame.depth[0, 20] == 2.0  # holes stay, input untouched
+    expected = 2.0 * (0.0012 + 0.0019 * 1.6**2)
+    measured = float(np.std(noisy.depth[:, 10:] - 2.0))
+    assert measured == pytest.approx(expected, rel=0.03)
