@@ -71,6 +71,7 @@ class GraphConfig:
         type: ``sim3`` (Similarity3 nodes), ``se3`` (Pose3 nodes) or ``auto`` (se3 for metric frontends).
         odometry_sigma_rot_deg: odometry rotation noise per edge, degrees.
         odometry_sigma_trans: odometry translation noise per edge, relative to the keyframe's median depth.
+            All odometry sigmas are divided by the frontend's lowest ``pose_confidence`` along the edge.
         odometry_sigma_scale: odometry log-scale noise per edge (Sim(3) only).
         loop_sigma_rot_deg, loop_sigma_trans, loop_sigma_scale: the same for loop and segment-link edges
             (divided by the pair estimate's confidence).

@@ -22,6 +22,10 @@ from slam.sinks import LoopEdge
 from slam.types import Keyframe
 
 
+#: pose confidences are clipped to this before dividing the odometry noise (at most 20x the nominal sigma)
+MIN_POSE_CONFIDENCE = 0.05
+
+
 @dataclass
 class KeyframeJob:
     """A new keyframe for the engine.
@@ -30,11 +34,14 @@ class KeyframeJob:
         keyframe: the keyframe (its ``pose`` is the per-frame path's provisional guess).
         prev_id: previous keyframe of the same frontend segment, or None (first keyframe / new segment).
         odometry: 4x4 ``T_prev,kf`` from the frontend's poses (frontend units) when ``prev_id`` is set.
+        confidence: lowest frontend pose confidence among the frames from the previous keyframe (excluded)
+            to this one (included); the odometry edge's noise is divided by it.
     """
 
     keyframe: Keyframe
     prev_id: int | None = None
     odometry: np.ndarray | None = None
+    confidence: float = 1.0
 
 
 class BackendEngine:
@@ -71,7 +78,8 @@ class BackendEngine:
         self.depth[kf.id] = median_depth(kf.points, kf.confidence, self.cfg.keyframe.min_confidence)
         if job.prev_id is not None and job.odometry is not None:
             self.graph.add_node(kf.id, self.graph.pose(job.prev_id) @ job.odometry)
-            self.graph.add_edge(Edge(job.prev_id, kf.id, job.odometry, self._odometry_sigmas(job.prev_id)))
+            sigmas = self._odometry_sigmas(job.prev_id) / max(float(job.confidence), MIN_POSE_CONFIDENCE)
+            self.graph.add_edge(Edge(job.prev_id, kf.id, job.odometry, sigmas, info={"confidence": job.confidence}))
         elif len(self.graph) == 0:
             self.graph.add_node(kf.id, sim3.rigid(kf.frontend_pose))
         else:

@@ -66,6 +66,7 @@ class SlamBackend:
         # the engine has solved the keyframe
         self._provisional: dict[int, tuple[int | None, np.ndarray]] = {}
         self._last_kf: Keyframe | None = None
+        self._pose_confidence = 1.0  # lowest frontend pose confidence since the last keyframe
         self._seen_version = 0
         self._process_ms: list[float] = []
         self._finalized = False
@@ -75,6 +76,7 @@ class SlamBackend:
         """Keyframe decision, pose of this frame, enqueue a new keyframe. Cheap; never optimises."""
         t0 = time.perf_counter()
         decision = self.keyframer.decide(out)
+        self._pose_confidence = min(self._pose_confidence, float(out.pose_confidence))
         keyframe = None
         if decision.is_keyframe:
             keyframe = self._new_keyframe(frame, out)
@@ -105,7 +107,8 @@ class SlamBackend:
         kf = self.keyframer.make_keyframe(kf_id, frame, out, self._keyframe_pose(kf_id))
         self._keyframes.append(kf)
         self._last_kf = kf
-        self.worker.submit(KeyframeJob(kf, prev_id, odom))
+        self.worker.submit(KeyframeJob(kf, prev_id, odom, self._pose_confidence))
+        self._pose_confidence = 1.0
         return kf
 
     def _keyframe_pose(self, kf_id: int, published: dict[int, np.ndarray] | None = None) -> np.ndarray:

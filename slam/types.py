@@ -55,6 +55,9 @@ class FrontendOutput:
         colors: hxwx3 uint8 colours at the working size, aligned with ``points``.
         descriptor: 1-D float32 L2-normalised global descriptor for place recognition, or None.
         metric: True when ``pose``/``points`` are in metres (e.g. RGB-D), False for up-to-scale.
+        pose_confidence: trust in this frame's pose relative to the previous frame's, in (0, 1] (1 =
+            nominal). The backend divides the noise of an odometry edge by the lowest value among the
+            frames it spans.
         stats: diagnostics, e.g. ``update_weight_mean`` or timings in ms.
     """
 
@@ -66,6 +69,7 @@ class FrontendOutput:
     colors: np.ndarray | None = None
     descriptor: np.ndarray | None = None
     metric: bool = False
+    pose_confidence: float = 1.0
     stats: dict[str, Any] = field(default_factory=dict)
 
     @property

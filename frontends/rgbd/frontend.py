@@ -102,9 +102,11 @@ class RgbdFrontend(Frontend):
         stats.update(odometry_failed=failed, new_reference=new_reference, reference_index=self._ref_index,
                      valid_depth_fraction=round(view.valid_fraction, 4),
                      time_ms=round(1000 * (time.perf_counter() - t0), 2))
+        # pose confidence: the fraction of the frame's valid pixels the alignment explains (inlier fitness)
+        pose_conf = self.cfg.failure_confidence if failed else float(np.clip(stats["odometry_fitness"], 0.05, 1.0))
         return FrontendOutput(pose=pose, points=view.points(), confidence=conf, K=view.K, segment=self._segment,
                               colors=view.rgb, descriptor=global_descriptor(view.rgb, self.cfg.descriptor_size),
-                              metric=True, stats=stats)
+                              metric=True, pose_confidence=pose_conf, stats=stats)
 
     def _track(self, view: RgbdView, guess: np.ndarray, T_ref_last: np.ndarray) -> OdometryEstimate:
         """Align ``view`` to the reference from the constant-velocity ``guess``; when that alignment is weak

@@ -191,6 +191,28 @@ def test_frames_blend_the_corrections_of_both_keyframes(loop_scene):
     np.testing.assert_allclose(be.frame_poses()[:b], before[:b], atol=1e-9)
 
 
+def test_odometry_noise_follows_the_frontends_pose_confidence(loop_scene):
+    import dataclasses
+
+    _, frames = loop_scene
+    fe = FakeFrontend()
+    be = SlamBackend(config("odometry"), fe, metric=True)
+    for f in frames[:40]:
+        out = fe.step(f)
+        if f.index == 5:  # one weak frame inside the first odometry edges
+            out = dataclasses.replace(out, pose_confidence=0.25)
+        be.process(f, out)
+    be.finalize()
+    edges = [e for e in be.engine.graph.edges if e.kind == "odometry"]
+    weak = [e for e in edges if be.keyframes()[e.a].frame_index < 5 <= be.keyframes()[e.b].frame_index]
+    assert len(weak) == 1 and weak[0].info["confidence"] == 0.25
+    nominal = be.engine._odometry_sigmas(weak[0].a)
+    np.testing.assert_allclose(weak[0].sigmas, 4.0 * nominal)
+    others = [e for e in edges if e is not weak[0]]
+    assert others and all(e.info["confidence"] == 1.0 for e in others)
+    np.testing.assert_allclose(others[0].sigmas, be.engine._odometry_sigmas(others[0].a))
+
+
 def test_drift_loop_closure_and_alignment_cut_ate(loop_scene):
     poses, frames = loop_scene
     odo = ate(run_backend(config("odometry"), drifting(), frames).frame_poses(), poses)

@@ -164,6 +164,9 @@ def test_odometry_failure_keeps_the_motion_and_lowers_confidence(demo_frames):
     np.testing.assert_allclose(out.pose, outs[3].pose @ velocity, atol=1e-9)
     normal = RgbdFrontend().step(garbage)  # same frame, first of a stream: not a failure
     assert out.confidence.max() < normal.confidence.max()
+    # the pose confidence drops to the failure factor; tracked frames report their inlier fitness
+    assert out.pose_confidence == RgbdConfig().failure_confidence < 0.5
+    assert outs[3].pose_confidence == pytest.approx(outs[3].stats["odometry_fitness"]) and outs[3].pose_confidence > 0.5
 
 
 def test_reset_starts_a_new_segment(demo_frames):
