@@ -16,7 +16,8 @@ step of the network, then a :class:`~slam.types.FrontendOutput` at the *working 
   ``ms`` (wall time of the step), ``focal``, and after a periodic reset ``overlap_pose``: ``T_wc`` of the same
   frame in the *next* segment's world, which links the two segments (TTT3R's overlap view).
 
-Outputs are up to scale (``metric=False``); the scale is shared within a segment.
+Outputs are up to scale (``metric=False``); the scale is shared within a segment. The network reports no
+pose uncertainty, so ``pose_confidence`` stays 1 (the backend's nominal odometry noise).
 
 This module imports only numpy/torch and light project modules; the network is loaded on construction.
 """
