@@ -192,7 +192,10 @@ class GlobalAlignmentConfig:
         huber: Huber width of the point residuals, relative to depth.
         skip_edges: also align keyframe i with i+2..i+1+skip_edges (covisibility), not only graph edges.
         prior_weight: weight of each graph edge's relative pose in the pose-graph solution (as virtual point
-            pairs) relative to the edge's real point pairs; holds directions that the geometry leaves free.
+            pairs) relative to the edge's real point pairs; holds directions that the geometry leaves free
+            and keeps depth noise from pulling keyframes off the pose graph. 1 (equal weight) was the best
+            of 0.1/0.3/1/3 on exact-truth renders with and without sensor depth noise (see
+            ``tools/eval_backend_icl.py --depth-noise``).
         safeguard: accept the result only when it lowers the point-to-plane error of held-out keyframe
             pairs (not used by the alignment) and keeps every odometry edge within ``max_odometry_residual``
             sigmas of its original measurement; otherwise keep the pose-graph solution.
@@ -206,7 +209,7 @@ class GlobalAlignmentConfig:
     max_distance: float = 0.02
     huber: float = 0.01
     skip_edges: int = 2
-    prior_weight: float = 0.1
+    prior_weight: float = 1.0
     safeguard: bool = True
     max_odometry_residual: float = 5.0
 
