@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="render a synthetic RGB-D loop and run full SLAM on it (no download)")
     p_demo.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
     p_demo.add_argument("--frames", type=int, default=150, help="number of rendered frames")
+    p_demo.add_argument("--size", type=_image_size, default=(240, 320), metavar="WxH",
+                        help="rendered image size in pixels, width x height (default 320x240)")
     p_demo.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     _add_common(p_demo)
 
@@ -74,6 +76,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
+def _image_size(text: str) -> tuple[int, int]:
+    """``"640x480"`` -> ``(480, 640)`` (height, width)."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or not (16 <= int(w) <= 4096 and 16 <= int(h) <= 4096):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT between 16 and 4096 pixels, e.g. 640x480, got {text!r}")
+    return int(h), int(w)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from slam.config import load_run_config
     from slam.pipeline import run
@@ -81,7 +91,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     data_dir = args.out / "data"
     print(f"rendering a synthetic RGB-D loop ({args.frames} frames) into {data_dir} ...")
-    render_demo_sequence(data_dir, n_frames=args.frames)
+    render_demo_sequence(data_dir, n_frames=args.frames, size=args.size)
     cfg = load_run_config(None, data=data_dir, out=args.out,
                           overrides=["frontend.name=rgbd", *args.overrides])
     result = run(cfg, progress=not args.quiet)

@@ -37,6 +37,19 @@ def test_demo_runs_end_to_end(tmp_path):
     assert abs(metrics["ate_rmse_se3"] * 100 - float(match.group(1))) < 0.006
 
 
+def test_demo_renders_at_the_requested_size(tmp_path):
+    import cv2
+
+    out = tmp_path / "demo"
+    proc = slam("demo", "--out", str(out), "--quiet", "--frames", "12", "--size", "160x120")
+    assert proc.returncode == 0, proc.stderr
+    first = sorted((out / "data" / "rgb").glob("*.png"))[0]
+    assert cv2.imread(str(first)).shape == (120, 160, 3)
+    assert len(read_tum(out / "trajectory.tum").timestamps) == 12
+    bad = slam("demo", "--out", str(out), "--size", "640by480")
+    assert bad.returncode == 2 and "WIDTHxHEIGHT" in bad.stderr
+
+
 def test_eval_matches_evo_ape(tmp_path):
     rng = np.random.default_rng(3)
     n = 60

@@ -27,8 +27,8 @@ on the demo's exact renders that gives a noisy sequence with exact ground truth:
 
     python tools/eval_backend_icl.py ../shared/data/icl_livingroom1_micro [--max-frames N] [--stride S]
         [--fragment 100] [--set keyframe.stride=4 ...]
-    slam demo --frames 300 --out outputs/demo300
-    python tools/eval_backend_icl.py outputs/demo300/data --depth-noise 1
+    slam demo --frames 300 --size 640x480 --out outputs/demo640
+    python tools/eval_backend_icl.py outputs/demo640/data --depth-noise 1
 """
 
 from __future__ import annotations
