@@ -52,6 +52,27 @@ def inverse(T: np.ndarray) -> np.ndarray:
     return out
 
 
+def inverse_many(T: np.ndarray) -> np.ndarray:
+    """Inverses of (N, 4, 4) Sim(3) matrices."""
+    s = np.cbrt(np.linalg.det(T[:, :3, :3]))[:, None, None]
+    Rt = np.swapaxes(T[:, :3, :3] / s, 1, 2)
+    out = np.tile(np.eye(4), (len(T), 1, 1))
+    out[:, :3, :3] = Rt / s
+    out[:, :3, 3] = -np.einsum("nij,nj->ni", Rt, T[:, :3, 3]) / s[:, :, 0]
+    return out
+
+
+def rigid_many(T: np.ndarray) -> np.ndarray:
+    """:func:`rigid` of (N, 4, 4) matrices (batched SVD)."""
+    U, _, Vt = np.linalg.svd(T[:, :3, :3])
+    flip = np.linalg.det(U @ Vt) < 0
+    U[flip, :, -1] *= -1
+    out = np.tile(np.eye(4), (len(T), 1, 1))
+    out[:, :3, :3] = U @ Vt
+    out[:, :3, 3] = T[:, :3, 3]
+    return out
+
+
 def relative(T_wa: np.ndarray, T_wb: np.ndarray) -> np.ndarray:
     """``T_ab = T_wa^-1 T_wb``."""
     return inverse(T_wa) @ T_wb
@@ -78,7 +99,7 @@ def blend(A: np.ndarray, B: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     alpha = np.asarray(alpha, dtype=np.float64)
     if len(A) == 0:
         return A.copy()
-    D = np.stack([relative(a, b) for a, b in zip(A, B)])
+    D = inverse_many(A) @ B
     s = np.cbrt(np.linalg.det(D[:, :3, :3]))
     rotvec = Rotation.from_matrix(D[:, :3, :3] / s[:, None, None]).as_rotvec()
     Da = np.tile(np.eye(4), (len(A), 1, 1))

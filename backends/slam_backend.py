@@ -162,7 +162,7 @@ class SlamBackend:
         poses = kf_poses[kf_of_frame] @ rel
         if self.cfg.keyframe.blend_frames:
             poses = self._blend_with_next_keyframe(poses, kf_of_frame, rel, kf_poses)
-        return np.stack([sim3.rigid(T) for T in poses])
+        return sim3.rigid_many(poses)
 
     def _blend_with_next_keyframe(self, poses: np.ndarray, kf_of_frame: np.ndarray, rel: np.ndarray,
                                   kf_poses: np.ndarray) -> np.ndarray:
@@ -172,13 +172,14 @@ class SlamBackend:
         nxt = kf_of_frame + 1
         has_next = nxt < len(kf_poses)
         rows = np.flatnonzero(has_next)
-        rows = rows[[self._keyframes[k].segment == self._keyframes[k + 1].segment for k in kf_of_frame[rows]]]
+        segment = np.array([kf.segment for kf in self._keyframes])
+        rows = rows[segment[kf_of_frame[rows]] == segment[kf_of_frame[rows] + 1]]
         if len(rows) == 0:
             return poses
         k = kf_of_frame[rows]
         # pose via k+1: T_w,k+1 (F_k+1^-1 F_k) rel, with F the keyframes' frontend poses
-        links = np.stack([sim3.relative(self._keyframes[i + 1].frontend_pose, self._keyframes[i].frontend_pose)
-                          for i in range(len(kf_poses) - 1)])
+        frontend = np.stack([kf.frontend_pose for kf in self._keyframes])
+        links = sim3.inverse_many(frontend[1:]) @ frontend[:-1]
         via_next = kf_poses[k + 1] @ links[k] @ rel[rows]
         alpha = (rows - first[k]) / (first[k + 1] - first[k])
         out = poses.copy()

@@ -170,6 +170,14 @@ def test_sim3_blend_goes_the_given_fraction_of_the_way():
     np.testing.assert_allclose(quarter[:3, 3], [0.0, 0.1, 0.0], atol=1e-12)
 
 
+def test_batched_sim3_helpers_match_the_single_ones():
+    rng = np.random.default_rng(1)
+    T = np.stack([sim3.make_sim3(Rotation.random(random_state=i).as_matrix(), rng.normal(size=3), s)
+                  for i, s in enumerate([0.5, 1.0, 2.5])])
+    np.testing.assert_allclose(sim3.inverse_many(T), np.stack([sim3.inverse(x) for x in T]), atol=1e-12)
+    np.testing.assert_allclose(sim3.rigid_many(T), np.stack([sim3.rigid(x) for x in T]), atol=1e-12)
+
+
 def test_frames_blend_the_corrections_of_both_keyframes(loop_scene):
     poses, frames = loop_scene
     be = run_backend(config("odometry"), FakeFrontend(), frames[:40])
