@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TTSA_SHARED", REPO.parent / "shared")).resolve()
 FIXTURES = SHARED / "fixtures" / "cut3r"
 ICL = SHARED / "data" / "icl_livingroom1_micro"
+
+def load_tool(name: str):
+    """Import the script ``tools/<name>.py`` as a module (tools are scripts, not a package)."""
+    import importlib
+
+    tools = str(REPO / "tools")
+    sys.path.insert(0, tools)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(tools)
+
 
 needs_shared = pytest.mark.skipif(
     not SHARED.is_dir(), reason=f"shared data folder not found at {SHARED} (set TTSA_SHARED)"

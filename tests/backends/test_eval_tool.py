@@ -7,25 +7,15 @@ consistency.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from tests.conftest import ICL, needs_icl
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import ICL, load_tool, needs_icl
 
 
 @pytest.fixture(scope="module")
 def tool():
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import eval_backend_icl
-    finally:
-        sys.path.remove(str(REPO / "tools"))
-    return eval_backend_icl
+    return load_tool("eval_backend_icl")
 
 
 @pytest.fixture(scope="module")

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.conftest import load_tool
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import bench_frontend
-    finally:
-        sys.path.remove(str(REPO / "tools"))
-    return bench_frontend
+    return load_tool("bench_frontend")
 
 
 def test_tiny_benchmark_writes_json(bench, tmp_path, capsys, monkeypatch):

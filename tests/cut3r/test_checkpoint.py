@@ -23,14 +23,12 @@ from frontends.cut3r.checkpoint import (
     read_pth,
     sidecar_path,
     strip_module_prefix,
-    write_safetensors,
 )
 from frontends.cut3r.config import CUT3R_224_LINEAR, CUT3R_512_DPT
 from frontends.cut3r.model_string import format_model_string
 from slam.errors import CheckpointError
+from tests.conftest import load_tool
 from tests.cut3r.official_layout import save_official
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def reference_checkpoint(path: Path) -> dict:
@@ -143,11 +141,7 @@ def test_safetensors_config_from_metadata_or_sidecar(fixtures_dir, tmp_path):
 
 
 def test_convert_tool_round_trip(fixtures_dir, tmp_path, capsys):
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import convert_checkpoint
-    finally:
-        sys.path.remove(str(REPO / "tools"))
+    convert_checkpoint = load_tool("convert_checkpoint")
     out = tmp_path / "conv" / "dpt.safetensors"
     assert convert_checkpoint.main([str(fixtures_dir / "model_dpt_hydra_args.pth"), "-o", str(out), "--verify"]) == 0
     assert out.is_file() and (tmp_path / "conv" / "dpt.config.txt").is_file()
