@@ -156,7 +156,7 @@ class LoopClosureConfig:
 
     enabled: bool | None = None
     top_k: int = 3
-    min_score: float = 0.75
+    min_score: float = 0.65
     recent_window: int = 10
     min_pair_confidence: float = 0.3
     inlier_distance: float = 0.02
