@@ -178,6 +178,23 @@ def test_batched_sim3_helpers_match_the_single_ones():
     np.testing.assert_allclose(sim3.rigid_many(T), np.stack([sim3.rigid(x) for x in T]), atol=1e-12)
 
 
+def test_alignment_step_uses_the_sim3_group_exponential():
+    from backends.global_alignment import _exp_many
+
+    omega, v, log_s = np.array([0.02, -0.01, 0.03]), np.array([0.1, 0.2, -0.3]), 0.05
+    T = _exp_many(np.array([[0.0] * 7, [*omega, 0, 0, 0, log_s], [*omega, *v, log_s]]))
+    np.testing.assert_allclose(T[0], np.eye(4), atol=1e-15)
+    expected = sim3.make_sim3(Rotation.from_rotvec(omega).as_matrix(), [0, 0, 0], np.exp(log_s))
+    np.testing.assert_allclose(T[1], expected, atol=1e-12)
+    # with translation, Exp couples it with rotation and scale (t = V v), and its log gives v back
+    assert not np.allclose(T[2][:3, 3], v) and np.linalg.norm(T[2][:3, 3] - v) < 0.05
+    import pypose as pp
+    import torch
+
+    back = pp.mat2Sim3(torch.from_numpy(T[2:3])).Log().numpy()[0]
+    np.testing.assert_allclose(back, [*v, *omega, log_s], atol=1e-9)
+
+
 def test_frames_blend_the_corrections_of_both_keyframes(loop_scene):
     poses, frames = loop_scene
     be = run_backend(config("odometry"), FakeFrontend(), frames[:40])
