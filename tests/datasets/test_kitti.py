@@ -39,7 +39,7 @@ def make_kitti(root: Path, n: int = 6, seq: str = "03", poses: bool = True, time
         rows = []
         for i in range(n):
             T = np.eye(4)
-            T[:3, 3] = [0.1 * i, 0.0, 1.5 * i]
+            T[:3, 3] = [0.1 * i, 0.05 * i * i, 1.5 * i]  # a gentle curve: not collinear (Umeyama needs rank 2)
             rows.append(" ".join(f"{v:.9e}" for v in T[:3].reshape(-1)))
         (root / "poses" / f"{seq}.txt").write_text("\n".join(rows) + "\n")
     return seq_dir
@@ -56,10 +56,10 @@ def test_sequence_folder_colour_camera(tmp_path):
     assert [f.timestamp for f in frames] == pytest.approx([0.103 * i for i in range(6)])
     assert [int(f.rgb[0, 0, 0]) for f in frames] == [10 * i for i in range(6)]
     assert frames[0].rgb.shape == (H, W, 3) and int(frames[0].rgb[0, 0, 1]) == 200
-    assert frames[4].gt_pose[:3, 3] == pytest.approx([0.4, 0.0, 6.0])
+    assert frames[4].gt_pose[:3, 3] == pytest.approx([0.4, 0.8, 6.0])
     assert frames[0].depth is None
     gt = ds.ground_truth()
-    assert len(gt) == 6 and gt.positions[5] == pytest.approx([0.5, 0.0, 7.5])
+    assert len(gt) == 6 and gt.positions[5] == pytest.approx([0.5, 1.25, 7.5])
 
 
 def test_root_with_sequence_and_grey_camera(tmp_path):
