@@ -14,12 +14,8 @@ Presets (``backend.preset``, shorthand ``backend=<preset>`` on the command line)
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import Any
-
-from slam.errors import ConfigError
 
 PRESETS = ("odometry", "loops", "full")
 
@@ -279,44 +275,6 @@ class BackendConfig:
         Raises:
             ConfigError: unknown key, wrong type or invalid value, naming the dotted key.
         """
-        return _build(cls, data or {}, source, "backend")
+        from slam.config_loader import build
 
-
-def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"'{prefix}' must be a mapping, got {data!r}", source)
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        dotted = f"{prefix}.{key}"
-        if key not in names:
-            raise ConfigError(f"unknown config key '{dotted}' (valid keys: {', '.join(sorted(names))})", source)
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, source, dotted)
-        else:
-            kwargs[key] = _check_scalar(hint, value, source, dotted)
-    obj = cls(**kwargs)
-    if prefix == "backend":
-        try:
-            obj.validate()
-        except ValueError as exc:
-            raise ConfigError(f"invalid value in '{prefix}': {exc}", source) from None
-    return obj
-
-
-def _check_scalar(hint: Any, value: Any, source: str, dotted: str) -> Any:
-    options = typing.get_args(hint) if typing.get_origin(hint) is not None else (hint,)
-    if value is None and type(None) in options:
-        return None
-    for tp in options:
-        if tp is bool and isinstance(value, bool):
-            return value
-        if tp is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if tp is str and isinstance(value, str):
-            return value
-    raise ConfigError(f"'{dotted}' has a value of the wrong type: {value!r}", source)
+        return build(cls, data or {}, {"backend": source}, "backend.")
