@@ -10,6 +10,8 @@ from __future__ import annotations
 import gtsam
 import numpy as np
 
+from slam.geometry import inverse_pose, relative_pose, similarity_scale
+
 
 def make_sim3(R: np.ndarray, t: np.ndarray, s: float = 1.0) -> np.ndarray:
     """4x4 ``[[s R, t], [0, 1]]`` from a 3x3 rotation, a 3-vector and a scale."""
@@ -21,61 +23,36 @@ def make_sim3(R: np.ndarray, t: np.ndarray, s: float = 1.0) -> np.ndarray:
 
 def scale_of(T: np.ndarray) -> float:
     """Scale ``s`` of a Sim(3) matrix (cube root of the determinant of its 3x3 block)."""
-    return float(np.cbrt(np.linalg.det(T[:3, :3])))
+    return float(similarity_scale(T))
 
 
 def rotation_of(T: np.ndarray) -> np.ndarray:
-    """Rotation ``R`` (3x3) of a Sim(3) matrix, re-orthonormalised."""
-    U, _, Vt = np.linalg.svd(T[:3, :3])
-    R = U @ Vt
-    if np.linalg.det(R) < 0:
-        U[:, -1] *= -1
-        R = U @ Vt
-    return R
+    """Rotation ``R`` (3x3, or (N, 3, 3) for (N, 4, 4) input) of Sim(3) matrices, re-orthonormalised (SVD)."""
+    U, _, Vt = np.linalg.svd(np.asarray(T, dtype=np.float64)[..., :3, :3])
+    flip = np.linalg.det(U @ Vt) < 0
+    U[flip, :, -1] *= -1
+    return U @ Vt
 
 
 def rigid(T: np.ndarray) -> np.ndarray:
-    """The rigid pose with ``T``'s rotation and translation (scale dropped from the rotation block)."""
-    out = np.eye(4)
-    out[:3, :3] = rotation_of(T)
-    out[:3, 3] = T[:3, 3]
+    """The rigid pose(s) with ``T``'s rotation and translation (scale dropped from the rotation block);
+    4x4 or (N, 4, 4)."""
+    T = np.asarray(T, dtype=np.float64)
+    out = np.zeros_like(T)
+    out[..., :3, :3] = rotation_of(T)
+    out[..., :3, 3] = T[..., :3, 3]
+    out[..., 3, 3] = 1.0
     return out
 
 
 def inverse(T: np.ndarray) -> np.ndarray:
-    """Inverse of a Sim(3) matrix."""
-    s = scale_of(T)
-    R = T[:3, :3] / s
-    out = np.eye(4)
-    out[:3, :3] = R.T / s
-    out[:3, 3] = -(R.T @ T[:3, 3]) / s
-    return out
-
-
-def inverse_many(T: np.ndarray) -> np.ndarray:
-    """Inverses of (N, 4, 4) Sim(3) matrices."""
-    s = np.cbrt(np.linalg.det(T[:, :3, :3]))[:, None, None]
-    Rt = np.swapaxes(T[:, :3, :3] / s, 1, 2)
-    out = np.tile(np.eye(4), (len(T), 1, 1))
-    out[:, :3, :3] = Rt / s
-    out[:, :3, 3] = -np.einsum("nij,nj->ni", Rt, T[:, :3, 3]) / s[:, :, 0]
-    return out
-
-
-def rigid_many(T: np.ndarray) -> np.ndarray:
-    """:func:`rigid` of (N, 4, 4) matrices (batched SVD)."""
-    U, _, Vt = np.linalg.svd(T[:, :3, :3])
-    flip = np.linalg.det(U @ Vt) < 0
-    U[flip, :, -1] *= -1
-    out = np.tile(np.eye(4), (len(T), 1, 1))
-    out[:, :3, :3] = U @ Vt
-    out[:, :3, 3] = T[:, :3, 3]
-    return out
+    """Inverse of Sim(3) matrices, 4x4 or (N, 4, 4)."""
+    return inverse_pose(T)
 
 
 def relative(T_wa: np.ndarray, T_wb: np.ndarray) -> np.ndarray:
     """``T_ab = T_wa^-1 T_wb``."""
-    return inverse(T_wa) @ T_wb
+    return relative_pose(T_wa, T_wb)
 
 
 def rotation_angle(R: np.ndarray) -> float:
@@ -99,7 +76,7 @@ def blend(A: np.ndarray, B: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     alpha = np.asarray(alpha, dtype=np.float64)
     if len(A) == 0:
         return A.copy()
-    D = inverse_many(A) @ B
+    D = inverse(A) @ B
     s = np.cbrt(np.linalg.det(D[:, :3, :3]))
     rotvec = Rotation.from_matrix(D[:, :3, :3] / s[:, None, None]).as_rotvec()
     Da = np.tile(np.eye(4), (len(A), 1, 1))

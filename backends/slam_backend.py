@@ -162,7 +162,7 @@ class SlamBackend:
         poses = kf_poses[kf_of_frame] @ rel
         if self.cfg.keyframe.blend_frames:
             poses = self._blend_with_next_keyframe(poses, kf_of_frame, rel, kf_poses)
-        return sim3.rigid_many(poses)
+        return sim3.rigid(poses)
 
     def _blend_with_next_keyframe(self, poses: np.ndarray, kf_of_frame: np.ndarray, rel: np.ndarray,
                                   kf_poses: np.ndarray) -> np.ndarray:
@@ -179,7 +179,7 @@ class SlamBackend:
         k = kf_of_frame[rows]
         # pose via k+1: T_w,k+1 (F_k+1^-1 F_k) rel, with F the keyframes' frontend poses
         frontend = np.stack([kf.frontend_pose for kf in self._keyframes])
-        links = sim3.inverse_many(frontend[1:]) @ frontend[:-1]
+        links = sim3.inverse(frontend[1:]) @ frontend[:-1]
         via_next = kf_poses[k + 1] @ links[k] @ rel[rows]
         alpha = (rows - first[k]) / (first[k + 1] - first[k])
         out = poses.copy()
@@ -222,21 +222,19 @@ class SlamBackend:
 
     def write_outputs(self, out_dir: Path) -> None:
         """Write ``keyframes.tum`` and ``loops.json`` into ``out_dir``."""
+        from slam.trajectory import Trajectory, write_text_atomic, write_tum_trajectory
+
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        lines = []
-        for kf in self.keyframes():
-            q = _quat_xyzw(kf.pose[:3, :3])
-            t = kf.pose[:3, 3]
-            lines.append(f"{kf.timestamp:.6f} {t[0]:.9f} {t[1]:.9f} {t[2]:.9f} "
-                         f"{q[0]:.9f} {q[1]:.9f} {q[2]:.9f} {q[3]:.9f}")
-        (out_dir / "keyframes.tum").write_text("\n".join(lines) + ("\n" if lines else ""))
+        kfs = self.keyframes()
+        poses = np.stack([kf.pose for kf in kfs]) if kfs else np.zeros((0, 4, 4))
+        write_tum_trajectory(out_dir / "keyframes.tum", Trajectory(np.array([kf.timestamp for kf in kfs]), poses))
         records = [{k: v for k, v in r.items() if k != "edge_id"} for r in self.engine.loop_records]
         for r in records:
             for key in ("kf_a", "kf_b"):
                 r[key.replace("kf", "frame")] = int(self._keyframes[r[key]].frame_index)
         doc = {"accepted": [dataclasses.asdict(lp) for lp in self.loops()], "candidates": records}
-        (out_dir / "loops.json").write_text(json.dumps(doc, indent=1))
+        write_text_atomic(out_dir / "loops.json", json.dumps(doc, indent=1))
 
     def close(self) -> None:
         """Stop the worker thread."""
@@ -245,9 +243,3 @@ class SlamBackend:
 
 def _mean(values: list[float]) -> float:
     return round(float(np.mean(values)), 3) if values else 0.0
-
-
-def _quat_xyzw(R: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_matrix(R).as_quat()

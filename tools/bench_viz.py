@@ -21,22 +21,15 @@ import numpy as np
 
 from mapping import build_sinks
 from mapping.config import MappingConfig, VizConfig
-from slam.camera import scale_intrinsics
 from slam.datasets import DatasetConfig, open_dataset
+from slam.pointmaps import backproject_depth
 from slam.sinks import FrameEvent, RunInfo
 from slam.types import Frame, FrontendOutput, Keyframe
 
 
-def backproject(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(h,w,3) float32 camera-frame points of an (h,w) depth image in metres."""
-    h, w = depth.shape
-    v, u = np.mgrid[0:h, 0:w].astype(np.float32)
-    return np.stack([(u - K[0, 2]) / K[0, 0] * depth, (v - K[1, 2]) / K[1, 1] * depth, depth], -1).astype(np.float32)
-
-
 def frontend_output(frame: Frame) -> FrontendOutput:
     """An RGB-D frontend's output for ``frame`` at full size: pointmap from depth, confidence = valid depth."""
-    points = backproject(frame.depth, frame.K)
+    points = backproject_depth(frame.depth, frame.K)
     return FrontendOutput(pose=frame.gt_pose, points=points, confidence=(frame.depth > 0).astype(np.float32),
                           K=frame.K, colors=frame.rgb, metric=True, stats={"update_weight_mean": 0.0})
 
