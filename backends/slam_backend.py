@@ -67,6 +67,7 @@ class SlamBackend:
         self._provisional: dict[int, tuple[int | None, np.ndarray]] = {}
         self._last_kf: Keyframe | None = None
         self._pose_confidence = 1.0  # lowest frontend pose confidence since the last keyframe
+        self._scaled_points: dict[int, tuple[float, np.ndarray]] = {}  # kf id -> (scale, points * scale)
         self._seen_version = 0
         self._process_ms: list[float] = []
         self._finalized = False
@@ -136,15 +137,27 @@ class SlamBackend:
         return changed
 
     def keyframes(self) -> list[Keyframe]:
-        """Snapshot of all keyframes with their current optimised rigid poses (points scaled to the world)."""
+        """Snapshot of all keyframes with their current optimised rigid poses (points scaled to the world).
+
+        Called after every optimisation; scaled point copies are reused while a keyframe's scale is unchanged
+        (iSAM2 moves only the keyframes an update touches).
+        """
+        if not self._keyframes:
+            return []
         published = self.engine.published[1]
-        out = []
-        for kf in self._keyframes:
-            T = self._keyframe_pose(kf.id, published)
-            s = sim3.scale_of(T)
-            points = kf.points if abs(s - 1.0) < 1e-9 else kf.points * np.float32(s)
-            out.append(dataclasses.replace(kf, pose=sim3.rigid(T), points=points))
-        return out
+        T = np.stack([self._keyframe_pose(kf.id, published) for kf in self._keyframes])
+        poses, scales = sim3.rigid(T), np.cbrt(np.linalg.det(T[:, :3, :3]))
+        return [dataclasses.replace(kf, pose=pose, points=self._points_at_scale(kf, float(s)))
+                for kf, pose, s in zip(self._keyframes, poses, scales)]
+
+    def _points_at_scale(self, kf: Keyframe, s: float) -> np.ndarray:
+        if abs(s - 1.0) < 1e-9:
+            return kf.points
+        cached = self._scaled_points.get(kf.id)
+        if cached is None or cached[0] != s:
+            cached = (s, kf.points * np.float32(s))
+            self._scaled_points[kf.id] = cached
+        return cached[1]
 
     def loops(self) -> list[LoopEdge]:
         """Accepted loop closures."""

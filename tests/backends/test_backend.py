@@ -303,6 +303,20 @@ def test_sim3_graph_with_up_to_scale_frontend(loop_scene):
     assert ate(be.frame_poses(), poses, with_scale=True) < 0.02
 
 
+def test_keyframe_snapshots_scale_points_once(loop_scene):
+    _, frames = loop_scene
+    be = run_backend(config("loops"), FakeFrontend(drift_rot_deg=0.2, drift_scale=1.01, metric=False), frames,
+                     metric=False)
+    first, again = be.keyframes(), be.keyframes()
+    raw = be._keyframes
+    scales = [sim3.scale_of(be._keyframe_pose(kf.id)) for kf in raw]
+    assert any(abs(s - 1.0) > 1e-6 for s in scales)
+    for kf, snap, snap2, s in zip(raw, first, again, scales):
+        np.testing.assert_allclose(snap.points, kf.points * s, rtol=1e-6)
+        assert snap2.points is snap.points  # reused, not recomputed
+        np.testing.assert_allclose(snap.pose, sim3.rigid(be._keyframe_pose(kf.id)), atol=1e-12)
+
+
 def test_outputs_and_metrics(loop_scene, tmp_path):
     poses, frames = loop_scene
     be = run_backend(config("loops"), drifting(), frames)
