@@ -19,16 +19,23 @@ Sim(3) aligned), three figures that do not trust the reference's long-range accu
   ignored. Mean over the pairs. No backend term uses SIFT, so this is an independent check of the poses
   that also sees sliding along surfaces, which depth consistency cannot.
 
+With ``--steps`` a second table lists every pair of consecutive keyframes: camera distance and depth
+consistency under each trajectory. It is purely local (two frames ~20 cm apart), so it shows where a
+trajectory's step disagrees with the depth maps without any question of long-range drift.
+
 A first row, ``reference``, scores the reference trajectory itself with the same two reference-free
 figures (at the same keyframes), which tells how far its ~1 cm ATE can be trusted.
 
 Any TUM-layout RGB-D folder works. With ``--depth-noise L`` every depth map first gets sensor-like noise;
-on the demo's exact renders that gives a noisy sequence with exact ground truth::
+on the demo's exact renders that gives a noisy sequence with exact ground truth. ``--depth-quantum 0.001``
+rounds depths to 1 mm steps as in ICL's files; on exact renders the ``reference`` row is then the floor of
+the depth-consistency figure that exact poses reach with such depth::
 
     python tools/eval_backend_icl.py ../shared/data/icl_livingroom1_micro [--max-frames N] [--stride S]
-        [--fragment 100] [--set keyframe.stride=4 ...]
+        [--fragment 100] [--set keyframe.stride=4 --set frontend.rgbd.method=icp ...]
     slam demo --frames 300 --size 640x480 --out outputs/demo640
     python tools/eval_backend_icl.py outputs/demo640/data --depth-noise 1
+    python tools/eval_backend_icl.py outputs/demo640/data --depth-quantum 0.001 --steps
 """
 
 from __future__ import annotations
@@ -152,14 +159,21 @@ def fragment_ate(est: Trajectory, gt: Trajectory, fragment: int) -> float:
     return float(np.sqrt(sq / n)) if n else float("nan")
 
 
-def backend_settings(path: str, overrides: list[str]) -> dict:
-    """The ``backend:`` section ``slam run --data PATH frontend=rgbd`` would use (all config layers, then
-    ``backend.<key>=value`` for each ``key=value`` of ``overrides``), as a plain dict."""
+def run_config(path: str, overrides: list[str]):
+    """The run configuration ``slam run --data PATH frontend=rgbd`` would use (all config layers), then the
+    ``key=value`` ``overrides``: keys under ``frontend.`` or ``backend.`` as given, any other key is a
+    backend key (``graph.max_residual=7`` means ``backend.graph.max_residual=7``)."""
     from slam.config import load_run_config
+
+    dotted = [o if o.split(".", 1)[0] in ("frontend", "backend") else f"backend.{o}" for o in overrides]
+    return load_run_config(data=path, overrides=["frontend=rgbd", *dotted])
+
+
+def backend_settings(path: str, overrides: list[str]) -> dict:
+    """The ``backend:`` section of :func:`run_config` as a plain dict."""
     from slam.config_loader import to_plain
 
-    cfg = load_run_config(data=path, overrides=["frontend=rgbd", *(f"backend.{o}" for o in overrides)])
-    return to_plain(cfg.backend)
+    return to_plain(run_config(path, overrides).backend)
 
 
 def add_depth_noise(frame: Frame, level: float, rng: np.random.Generator) -> Frame:
@@ -172,17 +186,29 @@ def add_depth_noise(frame: Frame, level: float, rng: np.random.Generator) -> Fra
     return dataclasses.replace(frame, depth=depth.astype(np.float32))
 
 
+def quantize_depth(frame: Frame, quantum: float) -> Frame:
+    """A copy of ``frame`` whose depths are rounded to multiples of ``quantum`` m (a sensor's or a file's
+    depth steps; ICL's clean depth comes in 1 mm steps). Holes stay 0."""
+    depth = np.round(frame.depth.astype(np.float64) / quantum) * quantum
+    return dataclasses.replace(frame, depth=np.where(frame.depth > 0, depth, 0.0).astype(np.float32))
+
+
 def run(path: str, max_frames: int | None = None, stride: int = 1, sync: bool = True, fragment: int = 100,
-        overrides: dict | None = None, depth_noise: float = 0.0, seed: int = 0) -> list[dict]:
+        overrides: dict | None = None, depth_noise: float = 0.0, seed: int = 0,
+        frontend_config=None, depth_quantum: float = 0.0) -> list[dict]:
     """Run the frontend once, then the three settings; one row per setting (ATE figures, backend metrics).
 
     ``overrides``: backend settings (a ``backend:`` section as a dict) applied under each preset.
+    ``depth_quantum``: then depths are rounded to multiples of this (m; 0 = no rounding), see
+    :func:`quantize_depth`. On exact renders the reference row then shows the floor of depth consistency.
+    ``frontend_config``: the ``rgbd`` frontend's options (:class:`RgbdConfig`; default: its defaults).
     ``depth_noise``: level of :func:`add_depth_noise` applied to every frame first (0 = none).
     """
     dataset = open_dataset(DatasetConfig(path=path, max_frames=max_frames, stride=stride))
-    frontend = create("rgbd")
+    frontend = create("rgbd", frontend_config)
     rng = np.random.default_rng(seed)
     frames = (add_depth_noise(f, depth_noise, rng) if depth_noise > 0 else f for f in dataset)
+    frames = (quantize_depth(f, depth_quantum) if depth_quantum > 0 else f for f in frames)
     t0 = time.perf_counter()
     stream = [(frame, frontend.step(frame)) for frame in frames]
     frontend_s = time.perf_counter() - t0
@@ -221,11 +247,12 @@ def evaluate_settings(stream: list, gt: Trajectory, frontend, sync: bool = True,
             if all(kf.frame.gt_pose is not None for kf in kfs):
                 rows.append({"setting": "reference", "ate_se3_cm": 0.0, "ate_sim3_cm": 0.0,
                              "fragment_ate_cm": 0.0, **scorer.score([kf.frame.gt_pose for kf in kfs]),
+                             "steps": scorer.steps([kf.frame.gt_pose for kf in kfs]),
                              "keyframes": len(kfs), "loops": 0, "backend_s": 0.0, "metrics": {}})
         rows.append({"setting": label, "ate_se3_cm": 100 * res["ate_rmse_se3"],
                      "ate_sim3_cm": 100 * res["ate_rmse_sim3"],
                      "fragment_ate_cm": 100 * fragment_ate(est, gt, fragment),
-                     **scorer.score([kf.pose for kf in kfs]),
+                     **scorer.score([kf.pose for kf in kfs]), "steps": scorer.steps([kf.pose for kf in kfs]),
                      "keyframes": m["keyframes"], "loops": m["loops_accepted"], "backend_s": backend_s,
                      "metrics": m})
     return rows
@@ -252,6 +279,17 @@ class _PairScorer:
                 if keypoint_distance(m, sim3.relative(poses[a], poses[b]))[1] >= MIN_KEYPOINTS:
                     self.matches[(a, b)] = m
 
+    def steps(self, poses: list[np.ndarray]) -> list[tuple[int, int, float, float]]:
+        """(frame index a, frame index b, camera distance m, depth consistency m) of every pair of consecutive
+        keyframes under ``poses``: a local check that needs no long-range accuracy of anything."""
+        f = self.frames
+        out = []
+        for a in range(len(f) - 1):
+            T_ab = sim3.relative(poses[a], poses[a + 1])
+            out.append((f[a].index, f[a + 1].index, float(np.linalg.norm(T_ab[:3, 3])),
+                        depth_consistency(f[a], f[a + 1], T_ab)[0]))
+        return out
+
     def score(self, poses: list[np.ndarray]) -> dict:
         """{'depth_consistency_mm', 'keypoint_distance_mm', 'depth_pairs', 'keypoint_pairs'} for ``poses``."""
         f = self.frames
@@ -272,12 +310,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="add sensor-like depth noise first (1 ~ Kinect v1; exact-depth renders such as "
                              "the demo's then give a noisy sequence with exact ground truth)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the depth noise")
+    parser.add_argument("--depth-quantum", type=float, default=0.0,
+                        help="round depths to multiples of this (m) after any noise, e.g. 0.001 as in ICL")
+    parser.add_argument("--steps", action="store_true",
+                        help="also print every consecutive keyframe pair: camera distance and depth consistency")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="backend option override, e.g. keyframe.stride=4 (repeatable)")
+                        help="option override, e.g. keyframe.stride=4 (a backend key) or "
+                             "frontend.rgbd.method=icp (repeatable)")
     args = parser.parse_args(argv)
-    rows = run(args.path, args.max_frames, args.stride, fragment=args.fragment,
-               overrides=backend_settings(args.path, args.overrides), depth_noise=args.depth_noise,
-               seed=args.seed)
+    from slam.config_loader import to_plain
+
+    cfg = run_config(args.path, args.overrides)
+    rows = run(args.path, args.max_frames, args.stride, fragment=args.fragment, overrides=to_plain(cfg.backend),
+               depth_noise=args.depth_noise, seed=args.seed, frontend_config=cfg.frontend.options(),
+               depth_quantum=args.depth_quantum)
     print(f"frontend: {rows[0]['frontend_s']:.1f} s for the sequence; depth consistency over "
           f"{rows[0]['depth_pairs']} keyframe pairs, keypoint distance over {rows[0]['keypoint_pairs']}")
     print(f"{'setting':<28} {'ATE SE(3) cm':>13} {'ATE Sim(3) cm':>14} {'fragment ATE cm':>16} "
@@ -287,7 +333,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
                f"{r['ate_se3_cm']:>13.2f} {r['ate_sim3_cm']:>14.2f} {r['fragment_ate_cm']:>16.2f}")
         print(f"{r['setting']:<28} {ate} {r['depth_consistency_mm']:>15.3f} {r['keypoint_distance_mm']:>18.3f} "
               f"{r['keyframes']:>10} {r['loops']:>6} {r['backend_s']:>10.1f}")
+    if args.steps:
+        print_steps(rows)
     return rows
+
+
+def print_steps(rows: list[dict]) -> None:
+    """Table of consecutive keyframe pairs: camera distance (mm) / depth consistency (mm) per row."""
+    print("\nconsecutive keyframes: camera distance mm / depth consistency mm")
+    print(f"{'frames':<10}" + "".join(f"{r['setting'][:22]:>24}" for r in rows))
+    for i, (a, b, _, _) in enumerate(rows[0]["steps"]):
+        cells = "".join(f"{1000 * r['steps'][i][2]:>14.1f} / {1000 * r['steps'][i][3]:>5.2f}" for r in rows)
+        print(f"{f'{a}-{b}':<10}{cells}")
 
 
 if __name__ == "__main__":

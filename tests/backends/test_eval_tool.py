@@ -75,3 +75,37 @@ def test_depth_noise_follows_the_sensor_model(tool):
     expected = 2.0 * (0.0012 + 0.0019 * 1.6**2)
     measured = float(np.std(noisy.depth[:, 10:] - 2.0))
     assert measured == pytest.approx(expected, rel=0.03)
+
+
+@needs_icl
+def test_frontend_options_follow_the_run_config_layers(tool):
+    cfg = tool.run_config(str(ICL), ["frontend.rgbd.method=icp", "graph.max_residual=7"])
+    assert cfg.frontend.options().method == "icp"
+    assert cfg.backend.graph.max_residual == 7.0
+    assert tool.run_config(str(ICL), []).frontend.options().method == "hybrid"  # configs/frontends/rgbd.yaml
+
+
+def test_quantize_depth_rounds_to_the_step_and_keeps_holes(tool):
+    from slam.types import Frame
+
+    depth = np.array([[0.0, 1.0004, 1.0006, 2.3449]], np.float32)
+    frame = Frame(index=0, timestamp=0.0, rgb=np.zeros((1, 4, 3), np.uint8), depth=depth)
+    out = tool.quantize_depth(frame, 0.001).depth
+    np.testing.assert_allclose(out, [[0.0, 1.000, 1.001, 2.345]], atol=1e-6)
+    assert frame.depth[0, 1] == np.float32(1.0004)  # input untouched
+
+
+@needs_icl
+def test_steps_report_distance_and_depth_consistency_of_consecutive_keyframes(tool, frame_pair):
+    a, b = frame_pair
+    scorer = tool._PairScorer.__new__(tool._PairScorer)  # steps() needs only the frames
+    scorer.frames = [a, b]
+    (ia, ib, distance, depth), = scorer.steps([a.gt_pose, b.gt_pose])
+    assert (ia, ib) == (a.index, b.index)
+    assert distance == pytest.approx(np.linalg.norm(a.gt_pose[:3, 3] - b.gt_pose[:3, 3]), abs=1e-9)
+    assert depth < 0.002
+    pushed = b.gt_pose.copy()
+    pushed[:3, 3] += 0.02 * b.gt_pose[:3, 2]  # 2 cm along b's optical axis
+    (_, _, distance_pushed, depth_pushed), = scorer.steps([a.gt_pose, pushed])
+    assert depth_pushed > 3 * depth
+    assert distance_pushed == pytest.approx(np.linalg.norm(a.gt_pose[:3, 3] - pushed[:3, 3]), abs=1e-9)
