@@ -18,25 +18,25 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read a colour or grey image as HxWx3 uint8 RGB (grey is replicated to three channels)."""
+def _imread(path: str | Path, flags: int, what: str) -> np.ndarray:
+    """``cv2.imread`` with clear errors naming the file: missing, or not decodable as ``what``."""
     path = Path(path)
     if not path.is_file():
-        raise DatasetError("image file not found", path)
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DatasetError("cannot decode image (corrupt or unsupported format)", path)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        raise DatasetError(f"{what} file not found", path)
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise DatasetError(f"cannot decode {what} (corrupt or unsupported format)", path)
+    return image
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read a colour or grey image as HxWx3 uint8 RGB (grey is replicated to three channels)."""
+    return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
 def read_depth_png(path: str | Path, scale: float) -> np.ndarray:
     """Read a 16-bit depth PNG as HxW float32 metres (``raw / scale``; 0 stays 0 = invalid)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError("depth file not found", path)
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise DatasetError("cannot decode depth image (corrupt or unsupported format)", path)
+    raw = _imread(path, cv2.IMREAD_UNCHANGED, "depth image")
     if raw.ndim != 2 or raw.dtype != np.uint16:
         raise DatasetError(f"depth must be a single-channel 16-bit image, got {raw.dtype} {raw.shape}", path)
     return raw.astype(np.float32) / np.float32(scale)
