@@ -70,12 +70,16 @@ class SlamBackend:
         self._scaled_points: dict[int, tuple[float, np.ndarray]] = {}  # kf id -> (scale, points * scale)
         self._seen_version = 0
         self._process_ms: list[float] = []
+        self._tracking: dict[str, list[int]] = {"failed": [], "recovered": []}  # frame indices, from out.stats
         self._finalized = False
 
     # ------------------------------------------------------------------ per-frame path
     def process(self, frame: Frame, out: FrontendOutput) -> FrameResult:
         """Keyframe decision, pose of this frame, enqueue a new keyframe. Cheap; never optimises."""
         t0 = time.perf_counter()
+        for key in self._tracking:
+            if out.stats.get(f"odometry_{key}"):
+                self._tracking[key].append(int(frame.index))
         decision = self.keyframer.decide(out)
         self._pose_confidence = min(self._pose_confidence, float(out.pose_confidence))
         keyframe = None
@@ -224,6 +228,11 @@ class SlamBackend:
             "loops_rejected": sum(1 for r in recs if not r["accepted"]),
             "worker_blocked_s": round(self.worker.blocked_s, 4),
             "process_ms_mean": _mean(self._process_ms),
+            # frontend tracking failures (frames that kept a motion prediction) and recovered steps
+            "tracking_failures": len(self._tracking["failed"]),
+            "tracking_recoveries": len(self._tracking["recovered"]),
+            "tracking_failed_frames": self._tracking["failed"][:100],
+            "tracking_recovered_frames": self._tracking["recovered"][:100],
             **eng.counters,
         }
         for name, values in eng.timings.items():

@@ -24,13 +24,17 @@ _METHOD = {
 }
 
 
+#: depth limit (m) handed to Open3D when ``depth_max`` is None (no sensor of this kind sees this far)
+NO_DEPTH_LIMIT = 1000.0
+
+
 @dataclass
 class RgbdView:
     """One RGB-D frame at the working size.
 
     Attributes:
         rgb: hxwx3 uint8 RGB.
-        depth: hxw float32 metres, 0 = invalid or beyond ``depth_max``.
+        depth: hxw float32 metres, 0 = invalid or beyond ``depth_max`` (when set).
         K: 3x3 intrinsics for (h, w).
         image: the same data as an Open3D tensor ``RGBDImage`` (colour uint8, depth float32 metres).
         valid_fraction: fraction of pixels with valid depth.
@@ -58,7 +62,8 @@ def make_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, cfg: RgbdConfig
     K_work = scale_intrinsics(K, (h * f, w * f), (h, w))
     small_rgb = np.ascontiguousarray(downsample_image(rgb, f), dtype=np.uint8)
     small_depth = downsample_depth(depth, f, max_spread=cfg.depth_outlier / 2)
-    small_depth[small_depth > cfg.depth_max] = 0.0
+    if cfg.depth_max is not None:
+        small_depth[small_depth > cfg.depth_max] = 0.0
     image = o3d.t.geometry.RGBDImage(o3d.t.geometry.Image(o3d.core.Tensor(small_rgb)),
                                      o3d.t.geometry.Image(o3d.core.Tensor(small_depth)))
     return RgbdView(small_rgb, small_depth, K_work, image, float((small_depth > 0).mean()))
@@ -91,7 +96,7 @@ def _solve(source: RgbdView, target: RgbdView, init: np.ndarray, method: str, it
     try:
         res = o3d.t.pipelines.odometry.rgbd_odometry_multi_scale(
             source.image, target.image, o3d.core.Tensor(source.K), o3d.core.Tensor(np.asarray(init, np.float64)),
-            1.0, float(cfg.depth_max), _criteria(iterations), _METHOD[method], params)
+            1.0, NO_DEPTH_LIMIT if cfg.depth_max is None else float(cfg.depth_max), _criteria(iterations), _METHOD[method], params)
     except RuntimeError:  # Open3D raises when no correspondence is left
         return OdometryEstimate(np.asarray(init, np.float64), 0.0, float("inf"), False)
     T = res.transformation.numpy().astype(np.float64)
