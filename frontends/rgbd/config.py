@@ -14,7 +14,8 @@ class RgbdConfig:
     """Options of the ``rgbd`` frontend (Open3D tensor RGB-D odometry, frame-to-keyframe).
 
     Attributes:
-        method: ``hybrid`` | ``color`` | ``icp`` | ``hybrid+icp`` (see :data:`METHODS`).
+        method: ``hybrid`` | ``color`` | ``icp`` | ``hybrid+icp`` (see :data:`METHODS` and
+            :func:`frontends.rgbd.odometry.estimate_motion`).
         downsample: integer working-scale factor: images, depth and K are reduced by it (depth-aware
             block averaging) before odometry; the pointmap/confidence/colours are output at that size.
         depth_max: depth truncation in metres (farther depth is treated as invalid); None = keep every depth
@@ -54,7 +55,7 @@ class RgbdConfig:
         descriptor_size: (width, height) of the descriptor's thumbnail grid.
     """
 
-    method: str = "hybrid"
+    method: str = "hybrid+icp"
     downsample: int = 2
     depth_max: float | None = None
     iterations: list[int] = field(default_factory=lambda: [10, 10, 10])

@@ -123,8 +123,7 @@ class RgbdFrontend(Frontend):
         self._T_w_last = pose
         if new_reference:
             self._ref, self._ref_index, self._T_w_ref = view, frame.index, pose
-            z = view.depth[view.depth > 0]
-            self._ref_depth = float(np.median(z)) if len(z) else 1.0
+            self._ref_depth = view.median_depth
         conf = depth_confidence(view.depth, self.cfg.confidence_depth_scale, self.cfg.edge_jump or None)
         if failed:
             conf *= self.cfg.failure_confidence
