@@ -12,6 +12,12 @@ Poses returned to callers are rigid camera-to-world ``T_wc`` 4x4. Internally key
 
 With loop closure and global alignment disabled (``preset: odometry``) this is plain odometry: the frontend's
 poses chained through keyframes (frontend segments are still linked by pair estimates).
+
+Determinism: with ``cfg.sync`` every job runs inline in submission order, and Open3D (whose CPU reductions and
+RANSAC run on oneTBB threads, in an order that varies from run to run) is limited to one thread from the
+backend's creation until :meth:`close`, so that runs give bit-identical trajectories. Without ``sync`` the
+worker's timing decides when loops are checked and the graph updated; see ``docs/real_data.md`` for how much
+that varies the results.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class SlamBackend:
     def __init__(self, cfg: BackendConfig, frontend: Any, metric: bool):
         cfg.validate()
         self.cfg = cfg
+        self._open3d_threads = _limit_open3d_threads(1) if cfg.sync else None
         self.metric = metric
         self.use_sim3 = cfg.use_sim3(metric)
         self.keyframer = Keyframer(cfg.keyframe)
@@ -259,8 +266,24 @@ class SlamBackend:
         write_text_atomic(out_dir / "loops.json", json.dumps(doc, indent=1))
 
     def close(self) -> None:
-        """Stop the worker thread."""
+        """Stop the worker thread (and give Open3D back its thread count in sync mode)."""
         self.worker.close()
+        if self._open3d_threads is not None:
+            _limit_open3d_threads(self._open3d_threads)
+            self._open3d_threads = None
+
+
+def _limit_open3d_threads(n: int) -> int | None:
+    """Set Open3D's CPU thread limit (0 = its automatic default); returns the previous limit, None when
+    this Open3D has no such setting."""
+    import open3d as o3d
+
+    setter = getattr(o3d.utility, "set_max_threads", None)
+    if setter is None:
+        return None
+    previous = int(o3d.utility.get_max_threads())
+    setter(n)
+    return previous
 
 
 def _mean(values: list[float]) -> float:
