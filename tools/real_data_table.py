@@ -83,7 +83,8 @@ def ours(path: Path, overrides: list[str], max_frames: int | None = None) -> lis
     from slam.config_loader import to_plain
 
     cfg = ev.run_config(str(path), overrides)
-    rows = ev.run(str(path), max_frames, overrides=to_plain(cfg.backend), frontend_config=cfg.frontend.options())
+    rows = ev.run(str(path), max_frames, overrides=to_plain(cfg.backend), frontend_config=cfg.frontend.options(),
+                  pair_scores=False)
     names = {"odometry only": "ours: odometry", "+ loop closure": "ours: loops", "+ loop closure + alignment": "ours: full"}
     return [{"setting": names[r["setting"]], "ate_se3_cm": r["ate_se3_cm"], "ate_sim3_cm": r["ate_sim3_cm"],
              "rpe_trans_cm": r["rpe_trans_cm"], "fps": r["frontend_median_fps"], "loops": r["loops"],

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 #: odometry methods: photometric + geometric (hybrid), photometric only, projective point-to-plane ICP,
-#: and hybrid followed by a point-to-plane ICP refinement at full working resolution
-METHODS = ("hybrid", "color", "icp", "hybrid+icp")
+#: hybrid followed by a point-to-plane ICP refinement at full working resolution, and ``auto``: ``hybrid``
+#: when the start-up data check finds colour and depth pixel-aligned, else ``hybrid+icp``
+METHODS = ("auto", "hybrid", "color", "icp", "hybrid+icp")
 
 
 @dataclass
@@ -14,8 +15,10 @@ class RgbdConfig:
     """Options of the ``rgbd`` frontend (Open3D tensor RGB-D odometry, frame-to-keyframe).
 
     Attributes:
-        method: ``hybrid`` | ``color`` | ``icp`` | ``hybrid+icp`` (see :data:`METHODS` and
-            :func:`frontends.rgbd.odometry.estimate_motion`).
+        method: ``auto`` | ``hybrid`` | ``color`` | ``icp`` | ``hybrid+icp`` (see :data:`METHODS` and
+            :func:`frontends.rgbd.odometry.estimate_motion`). ``auto`` follows the sensor: the photometric
+            term is only unbiased when colour and depth are registered (pixel-aligned); for data whose colour
+            comes from a second, unregistered camera the geometric ICP refinement has the last word.
         downsample: integer working-scale factor: images, depth and K are reduced by it (depth-aware
             block averaging) before odometry; the pointmap/confidence/colours are output at that size.
         depth_max: depth truncation in metres (farther depth is treated as invalid); None = keep every depth
@@ -55,7 +58,7 @@ class RgbdConfig:
         descriptor_size: (width, height) of the descriptor's thumbnail grid.
     """
 
-    method: str = "hybrid+icp"
+    method: str = "auto"
     downsample: int = 2
     depth_max: float | None = None
     iterations: list[int] = field(default_factory=lambda: [10, 10, 10])

@@ -7,7 +7,8 @@ recover a failed step from feature PnP against the reference, else keep the pred
 the frame as the new reference when it moved or turned far enough from it or the alignment got weak.
 Output poses are metric ``T_wc`` in the frame of the first frame of the segment; the pointmap is the
 back-projected depth at the working size. The first frame of the stream is checked by
-:func:`slam.datacheck.check_rgbd` (valid depth the options keep, colour/depth registration).
+:func:`slam.datacheck.check_rgbd` (valid depth the options keep, colour/depth registration); its
+registration verdict resolves ``method: auto``.
 
 ``stats`` per frame (numbers are logged as Rerun scalars under ``/frontend``): ``odometry_fitness``,
 ``odometry_residual``, ``odometry_failed`` (1: the frame kept the prediction), ``odometry_recovered`` (1: a
@@ -17,6 +18,7 @@ failed step that the PnP recovery fixed), ``failure_reason`` (text), ``new_refer
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -80,13 +82,23 @@ class RgbdFrontend(Frontend):
                                where)
         return make_view(frame.rgb, frame.depth, np.asarray(frame.K, np.float64), self.cfg)
 
+    def _check_data(self, frame: Frame, view: RgbdView) -> None:
+        """Start-up data check (one warning line per problem); resolves ``method: auto`` from its verdict on
+        colour/depth registration."""
+        cuts = f"frontend.rgbd options (depth_max={self.cfg.depth_max}, downsample={self.cfg.downsample})"
+        self.data_report = check_rgbd(frame.rgb, frame.depth, view.depth, what_cuts=cuts)
+        if self.cfg.method == "auto":
+            method = "hybrid" if self.data_report.registered else "hybrid+icp"
+            self.cfg = dataclasses.replace(self.cfg, method=method)
+            log.info("rgbd: odometry method %s (colour and depth %s)", method,
+                     "registered" if self.data_report.registered else "not pixel-aligned")
+
     # ------------------------------------------------------------------ stream
     def step(self, frame: Frame) -> FrontendOutput:
         t0 = time.perf_counter()
         view = self._view(frame)
         if self.data_report is None:
-            cuts = f"frontend.rgbd options (depth_max={self.cfg.depth_max}, downsample={self.cfg.downsample})"
-            self.data_report = check_rgbd(frame.rgb, frame.depth, view.depth, what_cuts=cuts)
+            self._check_data(frame, view)
         stats: dict = {}
         failed = recovered = False
         if not self._started:
@@ -188,6 +200,8 @@ class RgbdFrontend(Frontend):
         half of what the views share agrees is a wrong pose. ``info`` holds the scores and which guess won.
         """
         va, vb = self._view(a), self._view(b)
+        if self.data_report is None:
+            self._check_data(a, va)
         T_ab, score, info = estimate_pair(va, vb, self.cfg)
         return self._pair_estimate(va, vb, T_ab, score, info)
 
@@ -197,6 +211,8 @@ class RgbdFrontend(Frontend):
         Returns None when the solve fails; otherwise the refined pose with the confidence of :meth:`pair`.
         """
         va, vb = self._view(a), self._view(b)
+        if self.data_report is None:
+            self._check_data(a, va)
         est = estimate_motion(vb, va, np.asarray(T_ab, np.float64), self.cfg)
         if not est.ok:
             return None
