@@ -57,12 +57,18 @@ class _FpsMeter:
         return self.fps
 
 
-def _notify(sinks: list[Sink], method: str, *args: Any) -> None:
-    """Call a hook on every sink; a failing sink is reported and dropped, never stops the run."""
+def _notify(sinks: list[Sink], method: str, *args: Any, write_errors: list[OSError] | None = None) -> None:
+    """Call a hook on every sink; a failing sink is reported and dropped, never stops the run.
+
+    An ``OSError`` naming a file (a failed write: disk full, not writable) is also appended to
+    ``write_errors`` so that the run can end with an error once everything else is written.
+    """
     for sink in list(sinks):
         try:
             getattr(sink, method)(*args)
         except Exception as exc:  # noqa: BLE001 - a sink must never stop SLAM
+            if write_errors is not None and isinstance(exc, OSError) and exc.filename:
+                write_errors.append(exc)
             log.warning("sink %s failed in %s (%s); disabling it", type(sink).__name__, method, exc)
             sinks.remove(sink)
             try:
@@ -82,6 +88,7 @@ class Pipeline:
         self.backend = None
         self.sinks: list[Sink] = []
         self.fps = _FpsMeter()
+        self.write_errors: list[OSError] = []  #: failed writes of the sinks, reported at the end of the run
 
     # -- outputs ---------------------------------------------------------------------------------------------
     def _trajectory(self) -> Trajectory:
@@ -174,12 +181,15 @@ class Pipeline:
                     metrics = self._finish(gt, write_kitti, elapsed, interrupted, optimise=not failed)
                     interrupted = interrupted or bool(metrics.get("interrupted"))
                 finally:
-                    self._guarded("closing the sinks", _notify, self.sinks, "close")
+                    self._guarded("closing the sinks", lambda: _notify(self.sinks, "close",
+                                                                        write_errors=self.write_errors))
                     if self.backend is not None:
                         self._guarded("stopping the backend", self.backend.close)
                     frontend.close()
         if not interrupted:
             self.depth_check.finish()
+        if self.write_errors:  # everything else is written; now report the first failed file
+            raise self.write_errors[0]
         return RunResult(out_dir=self.out_dir, n_frames=len(self.timestamps), metrics=metrics,
                          interrupted=interrupted, exit_code=signals.exit_code if interrupted else 0)
 
@@ -247,7 +257,7 @@ class Pipeline:
         # (4) map export
         def export() -> None:
             pause_point("export")
-            _notify(self.sinks, "finish", traj.timestamps, traj.poses, metrics)
+            _notify(self.sinks, "finish", traj.timestamps, traj.poses, metrics, write_errors=self.write_errors)
 
         self._guarded("exporting the map", export)
         if self._interrupted_finish and not metrics["interrupted"]:  # interrupted during the export
