@@ -20,7 +20,7 @@ import numpy as np
 
 from slam.config import RunConfig, write_run_yaml
 from slam.depth_check import DepthCheck
-from slam.errors import DatasetError
+from slam.errors import DatasetError, SlamError
 from slam.evaluation import evaluate
 from slam.interrupts import SignalState, interrupt_signals, pause_point
 from slam.sinks import FrameEvent, RunInfo, Sink
@@ -139,6 +139,7 @@ class Pipeline:
                 for frame in dataset:
                     self.depth_check.check(frame)
                     output = frontend.step(frame)
+                    _check_finite(output, frame, cfg.frontend.name)
                     if self.backend is None:
                         self.backend = SlamBackend(cfg.backend, frontend, metric=output.metric)
                     if not started:
@@ -265,6 +266,13 @@ class Pipeline:
             self._guarded("writing the metrics", write_text_atomic, metrics_path,
                           json.dumps(metrics, indent=2, default=_json_default))
         return metrics
+
+
+def _check_finite(output: Any, frame: Any, frontend: str) -> None:
+    """Stop with a clear error (instead of a failing SVD later) when a frontend's pose is not finite."""
+    if not np.isfinite(np.asarray(output.pose, dtype=np.float64)).all():
+        raise SlamError(f"frontend '{frontend}' produced a non-finite (NaN/inf) pose for frame {frame.index}: "
+                        "check the checkpoint and the input data", frame.source or None)
 
 
 def _json_default(obj: Any) -> Any:
