@@ -194,6 +194,19 @@ class Range:
         return None
 
 
+def require(obj: Any, **bounds: dict[str, float]) -> None:
+    """Range checks for ``validate()`` methods: ``require(self, stride={"ge": 1}, huber={"gt": 0})``.
+
+    Raises:
+        ValueError starting with the field name, e.g. ``"stride must be >= 1, got 0"`` (the loader turns it
+        into an error naming the dotted key and where it was set).
+    """
+    for name, kw in bounds.items():
+        problem = Range(**kw).problem(getattr(obj, name))
+        if problem:
+            raise ValueError(f"{name} {problem}")
+
+
 def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
             le: float | None = None, lt: float | None = None, **field_kwargs: Any) -> Any:
     """A dataclass field with a range check, e.g. ``stride: int = bounded(1, ge=1)``."""
