@@ -38,6 +38,11 @@ class Frontend(ABC):
     #: registered name, set by :func:`register_frontend`
     name: str = ""
 
+    def usable_depth(self) -> tuple[float, float] | None:
+        """Depth range (metres, exclusive low, inclusive high) this frontend uses from ``Frame.depth``, or
+        None when it ignores depth. The pipeline uses it to refuse depth maps with no usable pixel."""
+        return None
+
     @abstractmethod
     def reset(self) -> None:
         """Forget all state; the next :meth:`step` starts a new segment."""

@@ -33,12 +33,15 @@ class OutputConfig:
     Attributes:
         dir: output folder (created).
         kitti: also write ``trajectory.kitti``; None = only for KITTI input.
-        flush_every: rewrite ``trajectory.tum`` every N frames during the run (0 = only at the end/interrupt).
+        flush_every: rewrite ``trajectory.tum`` every N frames during the run (0 = not by frame count).
+        flush_seconds: also rewrite it when this many seconds passed since the last write (0 = not by time),
+            so that a killed run (SIGKILL, power loss) loses at most this much work.
     """
 
     dir: str = "outputs/run"
     kitti: bool | None = None
     flush_every: int = 50
+    flush_seconds: float = 30.0
 
     def validate(self) -> None:
         if self.flush_every < 0:
