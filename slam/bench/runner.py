@@ -214,12 +214,19 @@ def run_local(specs: list[RunSpec], workers: int, on_row: Callable[[dict], None]
     return result
 
 
-def run_ray(specs: list[RunSpec], address: str | None, workers: int, on_row: Callable[[dict], None]) -> SweepResult:
-    """Each spec a Ray task (1 CPU); ``address`` None starts a local Ray runtime with ``workers`` CPUs."""
+def require_ray():
+    """The ``ray`` module, or a one-line :class:`SlamError` saying how to install it."""
     try:
         import ray
     except ImportError:
-        raise SlamError("--ray needs the optional Ray extra: pip install 'ttsa-slam[ray]'", "--ray") from None
+        raise SlamError("Ray is not installed (it is an optional extra: pip install 'ttsa-slam[ray]')",
+                        "--ray") from None
+    return ray
+
+
+def run_ray(specs: list[RunSpec], address: str | None, workers: int, on_row: Callable[[dict], None]) -> SweepResult:
+    """Each spec a Ray task (1 CPU); ``address`` None starts a local Ray runtime with ``workers`` CPUs."""
+    ray = require_ray()
     init_kwargs = {"include_dashboard": False, "log_to_driver": False}
     if address:
         ray.init(address=address, **init_kwargs)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slam.bench.protocols import get_protocol, run_overrides
-from slam.bench.runner import RunSpec, SweepResult, run_local, run_ray, unique_sequence_names
+from slam.bench.runner import RunSpec, SweepResult, require_ray, run_local, run_ray, unique_sequence_names
 from slam.bench.tables import read_metrics, sort_rows, write_tables
 from slam.errors import ConfigError
 
@@ -86,6 +86,8 @@ def run_bench(opts: BenchOptions) -> SweepResult:
     from tqdm import tqdm
 
     specs = plan(opts)
+    if opts.ray:
+        require_ray()
     protocol = get_protocol(opts.protocol)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
