@@ -56,8 +56,8 @@ PROTOCOLS: dict[str, Protocol] = {
             overrides=("dataset.stride=2",),
             scored="every 2nd frame, all of them scored (not only keyframes), SE(3) and Sim(3) ATE",
             primary="ate_se3_m",
-            source="TUM RGB-D benchmark ATE (Sturm et al., IROS 2012) on the fr1 sequences at stride 2, "
-                   "the setting of the learned-SLAM comparisons named in issue 15",
+            source="ATE of the TUM RGB-D benchmark (Sturm et al., IROS 2012); stride 2 as issue 15 states "
+                   "for the SLAM papers' fr1 comparisons",
         ),
         Protocol(
             name="kitti-odometry",
