@@ -15,6 +15,7 @@ import io
 import json
 import os
 import resource
+import signal
 import sys
 
 #: Substrings of error messages that mean the process ran out of memory (CPU allocators, CUDA, loaders).
@@ -54,6 +55,9 @@ def _peak_gpu_mb() -> float | None:
 
 def run_child(result_path: str, cli_args: list[str], max_memory_mb: float | None = None) -> int:
     """Run the CLI with ``cli_args``, write the result file, return the exit code."""
+    # SIGINT from the parent (a stopped sweep) must reach the run even when the parent was started in
+    # the background with SIGINT ignored: the run then writes its partial outputs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if max_memory_mb:
         limit = int(max_memory_mb * 2**20)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

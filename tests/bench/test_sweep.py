@@ -118,3 +118,26 @@ def test_bad_frontend_or_key_fails_before_any_run(sequences, tmp_path, capsys):
                  "--protocol", "tum-dynamics", "dataset.stride=1"]) == 2
     assert "fixed by protocol" in capsys.readouterr().err
     assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_runs_and_the_partial_table(sequences, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "slam.cli", "bench", "--data", *[str(sequences[0])] * 3, "--frontends", "rgbd",
+           "--out", str(out), "--quiet", "--no-plots", *FRAMES]
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    first = proc.stdout.readline()  # the line of the first finished run
+    assert first.startswith("[1/3] loop/rgbd: ok"), first
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    table = json.loads((out / "results.json").read_text())
+    assert table["interrupted"] is True
+    assert [r["sequence"] for r in table["rows"]][:1] == ["loop"] and len(table["rows"]) < 3
+    assert (out / "loop" / "rgbd" / "trajectory.tum").is_file()
