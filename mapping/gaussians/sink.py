@@ -18,8 +18,8 @@ from mapping.config import GaussiansConfig
 from mapping.gaussians.builder import GaussianMapBuilder, View
 from mapping.gaussians.ply import write_gaussian_ply
 from mapping.gaussians.sh import C0
-from slam.sinks import FrameEvent, LoopEdge, Sink
-from slam.types import Keyframe
+from slam.sinks import FrameEvent, Sink
+from slam.types import Keyframe, LoopEdge
 
 log = logging.getLogger(__name__)
 

@@ -172,9 +172,9 @@ def test_slam_run_writes_gaussians_inside_the_map(tmp_path, monkeypatch):
                 s.rerun = type("R", (), {"rec": type("Rec", (), {"stream": stream})()})()
         return sinks
 
-    import mapping
+    import slam.pipeline
 
-    monkeypatch.setattr(mapping, "build_sinks", with_fake_rerun)
+    monkeypatch.setattr(slam.pipeline, "build_sinks", with_fake_rerun)
     pipe.run()
     g = read_gaussian_ply(tmp_path / "out" / "gaussians.ply")
     n_kf = sum(1 for line in (tmp_path / "out" / "keyframes.tum").read_text().splitlines()
