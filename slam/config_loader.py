@@ -222,15 +222,17 @@ def _check_ranges(obj: Any, origins: Origins, prefix: str) -> None:
             raise _error(origins, f"{prefix}{f.name}", f"'{prefix}{f.name}' {problem}")
 
 
-def _validation_error(exc: ValueError, fields: list[str], origins: Origins, prefix: str) -> ConfigError:
-    """A ``validate()`` message turned into a one-line error naming the key it is about (its first field)."""
+def _validation_error(exc: ValueError, fields: list[str], origins: Origins, prefix: str,
+                      given: Any = ()) -> ConfigError:
+    """A ``validate()`` message turned into a one-line error naming the key it is about: the first field the
+    message names, preferring keys given in this section's data (those are what a layer set)."""
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     section = prefix.rstrip(".")
     named = [(m.start(), m.group(1)) for name in fields
              for m in re.finditer(rf"(?<![\w.])(?:{re.escape(prefix)})?({re.escape(name)})(?![\w])", message)]
     if not named:
         return _error(origins, section, f"invalid value in '{section or 'root'}': {message}")
-    _, name = min(named)
+    _, name = min(named, key=lambda item: (item[1] not in given, item[0]))
     dotted = f"{prefix}{name}"
     for lead in (f"{dotted}:", dotted, f"{name}:", name):
         if message.startswith(lead):
@@ -261,14 +263,14 @@ def build(cls: type, data: Any, origins: Origins, prefix: str = "") -> Any:
     try:
         obj = cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise _validation_error(exc, list(known), origins, prefix) from None
+        raise _validation_error(exc, list(known), origins, prefix, set(data)) from None
     _check_ranges(obj, origins, prefix)
     validate = getattr(obj, "validate", None)
     if callable(validate):
         try:
             validate()
         except (TypeError, ValueError) as exc:
-            raise _validation_error(exc, list(known), origins, prefix) from None
+            raise _validation_error(exc, list(known), origins, prefix, set(data)) from None
     return obj
 
 

@@ -263,8 +263,10 @@ def test_eval_on_shuffled_estimate_sorts_and_says_so(capsys, tmp_path, caplog):
     assert run_cli(capsys, "eval", est, gt, "--out", tmp_path / "a")[0] == 0
     code, err = run_cli(capsys, "eval", shuffled, gt, "--out", tmp_path / "b")
     assert code == 0 and f"{shuffled}: poses are not in time order" in err + caplog.text
-    a = json.loads((tmp_path / "a" / "metrics.json").read_text())
-    b = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    from slam.evaluation import EVAL_METRICS_FILE
+
+    a = json.loads((tmp_path / "a" / EVAL_METRICS_FILE).read_text())
+    b = json.loads((tmp_path / "b" / EVAL_METRICS_FILE).read_text())
     assert b["rpe_trans_rmse"] == pytest.approx(a["rpe_trans_rmse"]) and b["n_matched"] == 30
 
 
