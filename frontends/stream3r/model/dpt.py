@@ -68,10 +68,10 @@ class FeatureFusionBlock(nn.Module):
 
     def __init__(self, features: int, has_residual: bool = True):
         super().__init__()
+        self.out_conv = nn.Conv2d(features, features, 1)
         if has_residual:
             self.resConfUnit1 = ResidualConvUnit(features)
         self.resConfUnit2 = ResidualConvUnit(features)
-        self.out_conv = nn.Conv2d(features, features, 1)
         self.has_residual = has_residual
 
     def forward(self, x0: torch.Tensor, x1: torch.Tensor | None = None,
