@@ -20,6 +20,9 @@ What :func:`evaluate` computes (all through ``evo.core``; nothing here re-implem
   every frame (devkit: every 10th) and the end frame is the one whose path length is nearest to the
   nominal one (within 1 %; devkit: the first frame beyond it). None when the trajectory is shorter
   than 100 m.
+* Short KITTI-format runs (``kitti=True`` and a ground-truth path shorter than 100 m): the same segment
+  errors for 10 m segments only, ``rpe_10m_t_err_pct`` (%) and ``rpe_10m_r_err_deg_per_100m``, so that
+  short sequences still get a drift figure in the KITTI units.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from slam.geometry import rotation_part
 from slam.trajectory import Trajectory, detect_format, read_trajectory, write_text_atomic
 
 KITTI_LENGTHS_M = (100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
+SHORT_LENGTHS_M = (10.0,)
 KITTI_REL_TOLERANCE = 0.01
 DEFAULT_MAX_TIME_DIFF = 0.01
 
@@ -71,10 +75,11 @@ def _rmse(metric: metrics.PE, gt: PoseTrajectory3D, est: PoseTrajectory3D) -> fl
     return float(metric.get_statistic(metrics.StatisticsType.rmse))
 
 
-def kitti_segment_errors(gt: PoseTrajectory3D, est: PoseTrajectory3D) -> tuple[float | None, float | None, int]:
-    """(t_err %, r_err deg/100 m, number of segments) over 100..800 m sub-trajectories (module doc)."""
+def kitti_segment_errors(gt: PoseTrajectory3D, est: PoseTrajectory3D, lengths: tuple[float, ...] = KITTI_LENGTHS_M
+                         ) -> tuple[float | None, float | None, int]:
+    """(t_err %, r_err deg/100 m, number of segments) over sub-trajectories of ``lengths`` metres (module doc)."""
     t_rel, r_rel = [], []
-    for length in KITTI_LENGTHS_M:
+    for length in lengths:
         per_length = {}
         for relation in (metrics.PoseRelation.translation_part, metrics.PoseRelation.rotation_angle_deg):
             rpe = metrics.RPE(
@@ -131,6 +136,9 @@ def evaluate(
     if kitti:
         t_err, r_err, n_segments = kitti_segment_errors(gt_m, est_sim3)
         result.update(kitti_t_err_pct=t_err, kitti_r_err_deg_per_100m=r_err, kitti_n_segments=n_segments)
+        if n_segments == 0:
+            t_err, r_err, n_segments = kitti_segment_errors(gt_m, est_sim3, SHORT_LENGTHS_M)
+            result.update(rpe_10m_t_err_pct=t_err, rpe_10m_r_err_deg_per_100m=r_err, rpe_10m_n_segments=n_segments)
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result.items()}
 
 
@@ -143,6 +151,9 @@ _LABELS = {
     "kitti_t_err_pct": ("KITTI t_err (100-800 m)", "%"),
     "kitti_r_err_deg_per_100m": ("KITTI r_err (100-800 m)", "deg/100m"),
     "kitti_n_segments": ("KITTI segments", ""),
+    "rpe_10m_t_err_pct": ("t_err over 10 m segments", "%"),
+    "rpe_10m_r_err_deg_per_100m": ("r_err over 10 m segments", "deg/100m"),
+    "rpe_10m_n_segments": ("10 m segments", ""),
     "n_matched": ("matched poses", ""),
     "n_estimate": ("estimated poses", ""),
     "n_ground_truth": ("ground-truth poses", ""),

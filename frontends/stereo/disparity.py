@@ -1,9 +1,8 @@
 """Dense stereo depth of a rectified pair: OpenCV semi-global matching with a left-right consistency check.
 
-The left disparity comes from ``cv2.StereoSGBM`` on the pair at the working size; the right disparity from
-the same matcher on the horizontally mirrored pair (mirroring swaps the roles of the two views). A left
-pixel keeps its disparity ``d`` only when the right disparity at ``u - d`` agrees within ``lr_max_diff``
-(occlusions and mismatches fail this). Depth is ``z = f * b / d`` and its relative error for a disparity
+The left disparity comes from ``cv2.StereoSGBM`` on the pair at the working size, with SGBM's left-right
+consistency check: a left pixel keeps its disparity ``d`` only when the right view's disparity at ``u - d``
+agrees within ``lr_max_diff`` (occlusions and mismatches fail this). Depth is ``z = f * b / d`` and its relative error for a disparity
 noise ``sigma_d`` is ``z * sigma_d / (f * b)``; depth whose relative error exceeds ``max_depth_error`` is
 dropped and the confidence ``1 / (1 + (e / (max_depth_error / 2))^2)`` halves at half of it.
 """
@@ -48,28 +47,23 @@ def max_disparity(width: int, cfg: StereoConfig) -> int:
     return max(16, int(np.ceil(cfg.max_disparity_fraction * width / 16.0)) * 16)
 
 
-def _matcher(num_disp: int, cfg: StereoConfig, channels: int) -> cv2.StereoSGBM:
+def _matcher(num_disp: int, cfg: StereoConfig, channels: int):
     bs = cfg.block_size
     return cv2.StereoSGBM_create(minDisparity=0, numDisparities=num_disp, blockSize=bs,
-                                 P1=8 * channels * bs * bs, P2=32 * channels * bs * bs, disp12MaxDiff=-1,
+                                 P1=8 * channels * bs * bs, P2=32 * channels * bs * bs, disp12MaxDiff=max(1, int(np.ceil(cfg.lr_max_diff))),
                                  uniquenessRatio=10, speckleWindowSize=0, speckleRange=0,
                                  mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
 
 
 def consistent_disparity(left: np.ndarray, right: np.ndarray, cfg: StereoConfig) -> np.ndarray:
-    """Left disparity (hxw float32 pixels, 0 = invalid) of a rectified grey pair, left-right checked."""
+    """Left disparity (hxw float32 pixels, 0 = invalid) of a rectified grey pair, left-right checked.
+
+    The check is SGBM's own (``disp12MaxDiff``): the right view's disparity is derived from the same cost
+    volume and a left pixel whose match disagrees by more than ``lr_max_diff`` (rounded up) is invalid.
+    """
     num_disp = max_disparity(left.shape[1], cfg)
-    matcher = _matcher(num_disp, cfg, 1)
-    d_left = matcher.compute(left, right).astype(np.float32) / 16.0
-    d_right = np.fliplr(matcher.compute(np.ascontiguousarray(np.fliplr(right)),
-                                        np.ascontiguousarray(np.fliplr(left)))).astype(np.float32) / 16.0
-    h, w = left.shape
-    cols = np.arange(w, dtype=np.float32)[None, :] - d_left
-    rows = np.broadcast_to(np.arange(h)[:, None], (h, w))
-    ok = (d_left > 0) & (cols >= 0)
-    partner = d_right[rows, np.clip(np.rint(cols), 0, w - 1).astype(np.int64)]
-    ok &= (partner > 0) & (np.abs(partner - d_left) <= cfg.lr_max_diff)
-    return np.where(ok, d_left, 0.0).astype(np.float32)
+    d_left = _matcher(num_disp, cfg, 1).compute(left, right).astype(np.float32) / 16.0
+    return np.where(d_left > 0, d_left, 0.0).astype(np.float32)
 
 
 def relative_depth_error(depth: np.ndarray, focal: float, baseline: float, sigma_d: float) -> np.ndarray:

@@ -21,8 +21,8 @@ import numpy as np
 from frontends.stereo.config import StereoConfig
 from frontends.stereo.disparity import relative_depth_error
 
-PATCH = 11
-SEARCH = 3
+PATCH = 9
+SEARCH = 2
 RANSAC_ITERATIONS = 200
 RANSAC_CONFIDENCE = 0.999
 
@@ -66,14 +66,12 @@ def _refine_disparity(left: np.ndarray, right: np.ndarray, u: np.ndarray, v: np.
         return out
     u, v, d_int = u[ok], v[ok], d_int[ok]
     dy, dx = np.mgrid[-r: r + 1, -r: r + 1]
-    rows = v[:, None] + dy.ravel()[None, :]                                 # (n, P)
-    cols = u[:, None] + dx.ravel()[None, :]
-    patch_l = left[rows, cols]                                              # (n, P)
-    patch_l = patch_l - patch_l.mean(axis=1, keepdims=True)
+    flat = (v * w + u)[:, None] + (dy * w + dx).ravel()[None, :]           # (n, P) flat pixel indices
+    patch_l = left.ravel()[flat]
+    patch_l -= patch_l.mean(axis=1, keepdims=True)
     cand = d_int[:, None] + offsets[None, :]                                # (n, S)
-    rcols = cols[:, None, :] - cand[:, :, None]                             # (n, S, P)
-    patch_r = right[rows[:, None, :], rcols]
-    patch_r = patch_r - patch_r.mean(axis=2, keepdims=True)
+    patch_r = right.ravel()[flat[:, None, :] - cand[:, :, None]]            # (n, S, P)
+    patch_r -= patch_r.mean(axis=2, keepdims=True)
     cost = np.abs(patch_r - patch_l[:, None, :]).sum(axis=2)                # (n, S) zero-mean SAD
     inner = cost[:, 1:-1]
     best = np.argmin(inner, axis=1) + 1
@@ -116,8 +114,9 @@ def stereo_features(grey_left: np.ndarray, grey_right: np.ndarray, depth_work: n
         with np.errstate(invalid="ignore", divide="ignore"):
             z = fx * baseline / d
             good = np.isfinite(z) & (relative_depth_error(z, fx, baseline, cfg.disparity_sigma) <= cfg.max_depth_error)
-        x = (u - K[0, 2] - K[0, 1] * (v - K[1, 2]) / K[1, 1]) / fx
-        y = (v - K[1, 2]) / K[1, 1]
+        # the keypoint's own (sub-pixel) position with the disparity found at its nearest pixel
+        y = (uv[:, 1] - K[1, 2]) / K[1, 1]
+        x = (uv[:, 0] - K[0, 2] - K[0, 1] * y) / fx
         points[good] = np.stack([x[good] * z[good], y[good] * z[good], z[good]], axis=1)
     return StereoFeatures(uv=uv, descriptors=desc, points=points)
 
