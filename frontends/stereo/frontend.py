@@ -7,9 +7,10 @@ the keyframe's 3-D points. Poses are metric ``T_wc`` in the frame of the first f
 
 Tracking failure: fewer than ``min_inliers`` PnP inliers, or a solution farther than ``max_step_depth``
 times the keyframe's median point depth from the constant-velocity prediction. The frame then keeps the
-prediction (``stats['tracking_failed']``, lowered pose and point confidence) and becomes the new tracking
-keyframe: its own stereo depth re-initialises tracking in the same segment, so a failure costs the drift
-of one predicted step instead of a reset.
+prediction (``stats['tracking_failed']``, lowered pose and point confidence) and, when it has at least
+``min_inliers`` stereo points itself, becomes the new tracking keyframe: its own stereo depth re-initialises
+tracking in the same segment, so a failure costs the drift of one predicted step instead of a reset. A frame
+without usable points (blank, blurred) leaves the last good keyframe in place for the next frames.
 """
 
 from __future__ import annotations
@@ -119,9 +120,15 @@ class StereoFrontend(Frontend):
             if not failed:
                 self._velocity = inverse_pose(self._T_w_last) @ pose
             n_key_points = int(self._key.features.has_point.sum())
-            new_key = (failed or est.n_inliers < self.cfg.keyframe_min_tracked * n_key_points
-                       or np.linalg.norm(T_key_cur[:3, 3]) > self.cfg.keyframe_translation * scene
-                       or rotation_deg(T_key_cur) > self.cfg.keyframe_rotation_deg)
+            # after a failure the frame re-initialises tracking only if its own stereo points suffice
+            # (a blank or blurred frame does not); otherwise the last good keyframe stays
+            usable = int(view.features.has_point.sum()) >= self.cfg.min_inliers
+            if failed:
+                new_key = usable
+            else:
+                new_key = (est.n_inliers < self.cfg.keyframe_min_tracked * n_key_points
+                           or np.linalg.norm(T_key_cur[:3, 3]) > self.cfg.keyframe_translation * scene
+                           or rotation_deg(T_key_cur) > self.cfg.keyframe_rotation_deg)
             stats.update(pnp_inliers=None if est is None else est.n_inliers,
                          pnp_matches=None if est is None else est.n_matches,
                          pnp_rmse_px=None if est is None else round(est.rmse_px, 3))
