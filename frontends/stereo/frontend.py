@@ -15,7 +15,9 @@ without usable points (blank, blurred) leaves the last good keyframe in place fo
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 
 import cv2
 import numpy as np
@@ -28,6 +30,10 @@ from frontends.stereo.tracking import StereoFeatures, make_detector, match, pnp,
 from slam.errors import ConfigError, DatasetError
 from slam.geometry import inverse_pose
 from slam.types import Frame, FrontendOutput, PairEstimate
+
+
+#: stereo views of the most recent frames kept for :meth:`StereoFrontend.pair` (~1.5 MB each at 1241x376)
+VIEW_CACHE = 16
 
 
 def rotation_deg(T: np.ndarray) -> float:
@@ -58,6 +64,11 @@ class StereoFrontend(Frontend):
         except ValueError as exc:
             raise ConfigError(f"invalid value in 'frontend.stereo': {exc}") from None
         self._detector = make_detector(self.cfg)
+        # recent views by frame, so that pair() on a recent keyframe does not recompute its stereo
+        # (pair() runs on the backend's worker thread: the cache is locked, and pair() detects with its own
+        # detector object)
+        self._views: OrderedDict[tuple, _StereoView] = OrderedDict()
+        self._views_lock = threading.Lock()
         self._segment = -1
         self.reset()
 
@@ -71,7 +82,7 @@ class StereoFrontend(Frontend):
         self._started = False
 
     # ------------------------------------------------------------------ per frame
-    def _view(self, frame: Frame) -> _StereoView:
+    def _view(self, frame: Frame, detector) -> _StereoView:
         where = frame.source or f"frame {frame.index}"
         if frame.right is None or frame.baseline is None:
             raise DatasetError("frontend 'stereo' needs a stereo pair (right image and baseline) on every frame "
@@ -86,12 +97,24 @@ class StereoFrontend(Frontend):
         dense = stereo_depth(frame.rgb, frame.right, K, float(frame.baseline), self.cfg)
         grey_l = cv2.cvtColor(np.ascontiguousarray(frame.rgb), cv2.COLOR_RGB2GRAY)
         grey_r = cv2.cvtColor(np.ascontiguousarray(frame.right), cv2.COLOR_RGB2GRAY)
-        feats = stereo_features(grey_l, grey_r, dense.depth, K, float(frame.baseline), self._detector, self.cfg)
+        feats = stereo_features(grey_l, grey_r, dense.depth, K, float(frame.baseline), detector, self.cfg)
         return _StereoView(dense, feats, K)
+
+    def _cached_view(self, frame: Frame, detector) -> _StereoView:
+        key = (frame.source, frame.index, frame.timestamp, id(frame.rgb), id(frame.right))
+        with self._views_lock:
+            view = self._views.get(key)
+        if view is None:
+            view = self._view(frame, detector)
+            with self._views_lock:
+                self._views[key] = view
+                while len(self._views) > VIEW_CACHE:
+                    self._views.popitem(last=False)
+        return view
 
     def step(self, frame: Frame) -> FrontendOutput:
         t0 = time.perf_counter()
-        view = self._view(frame)
+        view = self._cached_view(frame, self._detector)
         t_view = time.perf_counter()
         stats: dict = {}
         failed = False
@@ -163,7 +186,8 @@ class StereoFrontend(Frontend):
         The confidence is the PnP inlier fraction of the descriptor matches, and 0 with fewer than
         ``pair_min_inliers`` inliers. ``points_a``/``points_b`` are both dense pointmaps in a's frame.
         """
-        va, vb = self._view(a), self._view(b)
+        detector = make_detector(self.cfg)
+        va, vb = self._cached_view(a, detector), self._cached_view(b, detector)
         est = pnp(va.features, vb.features, match(va.features, vb.features, self.cfg.ratio), va.K, self.cfg)
         if est is None:
             T_ab, confidence, info = np.eye(4), 0.0, {"pnp_inliers": 0, "pnp_matches": 0}
