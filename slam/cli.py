@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SlamError("no data given: use --data PATH (or dataset.path=PATH)", "command line")
     result = run(cfg, progress=not args.quiet)
     _print_summary(result)
-    return EXIT_INTERRUPTED if result.interrupted else 0
+    return result.exit_code or (EXIT_INTERRUPTED if result.interrupted else 0)
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -96,7 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                           overrides=["frontend.name=rgbd", *args.overrides])
     result = run(cfg, progress=not args.quiet)
     _print_summary(result)
-    return EXIT_INTERRUPTED if result.interrupted else 0
+    return result.exit_code or (EXIT_INTERRUPTED if result.interrupted else 0)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
