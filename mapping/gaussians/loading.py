@@ -120,7 +120,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", ns_dtype: s
     Raises:
         CheckpointError: file missing or unreadable, network keys missing or of the wrong shape.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     state, metadata = read_checkpoint(path)
     arch = resolve_arch(path, config, metadata)
     model = build_model(arch, "meta", ns_dtype)

@@ -198,6 +198,7 @@ class TttLrm(nn.Module):
             ``opacity_logits [1,N,1]``.
         """
         arch, p = self.arch, self.arch.patch_size
+        images, c2w, fxfycxcy = (torch.as_tensor(x) for x in (images, c2w, fxfycxcy))
         mode = arch.ttt_scan if mode is None else mode
         if mode not in TTT_SCANS:
             raise ValueError(f"mode: expected one of {', '.join(TTT_SCANS)}, got {mode!r}")

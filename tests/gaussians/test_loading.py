@@ -122,3 +122,12 @@ def test_released_architecture_loads_strictly_from_official_layout(tmp_path):
     assert all(p.dtype == torch.float32 and p.device.type == "cpu" for p in model.parameters())
     assert not any(p.requires_grad for p in model.parameters())
     assert torch.isfinite(model.decoder[1].weight).all()
+
+
+def test_convert_tool(tmp_path):
+    from tests.conftest import load_tool
+
+    tool = load_tool("tttlrm_convert")
+    assert tool.main([str(DATA / "model_full.pt"), "-o", str(tmp_path / "m.safetensors")]) == 0
+    assert load_model(tmp_path / "m.safetensors").arch == read_config(DATA / "model_full.yaml")
+    assert tool.main([str(tmp_path / "missing.pt"), "-o", str(tmp_path / "x.safetensors")]) == 2

@@ -81,3 +81,30 @@ def test_ar_mode_needs_whole_chunks_and_patch_multiples():
         net.predict(torch.rand(1, 6, 3, 12, 16), c2w, k, mode="full")
     out = net.predict(img, c2w, k, mode="full")  # any view count in full mode
     assert out["means"].shape == (1, 6 * 16 * 16, 3)
+
+
+def test_full_mode_is_view_permutation_equivariant():
+    """Spec 4.2: full mode is permutation-equivariant in the views (catches view / patch order mix-ups)."""
+    net = load_model(DATA / "model_full.pt", ns_dtype="fp32")
+    gen = torch.Generator().manual_seed(7)
+    n_views, h, w = 3, 16, 32
+    img = torch.rand(1, n_views, 3, h, w, generator=gen)
+    c2w = torch.eye(4).repeat(1, n_views, 1, 1)
+    c2w[0, :, :3, 3] = torch.randn(n_views, 3, generator=gen) * 0.5
+    k = torch.tensor([[25.0, 26.0, 16.0, 8.0]]).repeat(n_views, 1)[None]
+    perm = [2, 0, 1]
+    a = net.predict(img, c2w, k, mode="full")
+    b = net.predict(img[:, perm], c2w[:, perm], k[:, perm], mode="full")
+    for key in ("means", "opacity_logits", "sh"):
+        per_view = a[key][0].reshape(n_views, h * w, *a[key].shape[2:])
+        np.testing.assert_allclose(b[key][0].reshape(per_view.shape).numpy(), per_view[perm].numpy(), atol=1e-4)
+    # Gaussians lie on their own pixel's ray: patch-major index -> (view, row, column)
+    i = 1 * h * w + (1 * (w // 8) + 3) * 64 + 2 * 8 + 6  # view 1, patch (1, 3), in-patch (2, 6)
+    v, rest = divmod(i, h * w)
+    pr, rest = divmod(rest, (w // 8) * 64)
+    pc, rest = divmod(rest, 64)
+    ph, pw = divmod(rest, 8)
+    row, col = pr * 8 + ph, pc * 8 + pw
+    ray = torch.tensor([(col + 0.5 - 16.0) / 25.0, (row + 0.5 - 8.0) / 26.0, 1.0], dtype=torch.float64)
+    offset = a["means"][0, i].double() - c2w[0, v, :3, 3].double()
+    assert torch.allclose(torch.cross(offset, ray, dim=0), torch.zeros(3, dtype=torch.float64), atol=1e-4)
