@@ -17,6 +17,7 @@ import torch
 
 from mapping.config import GaussiansConfig
 from mapping.gaussians.loading import load_model
+from mapping.gaussians.network import OUTPUT_KEYS as GAUSSIAN_KEYS
 from mapping.gaussians.network import TttLrm
 from mapping.gaussians.poses import normalize_poses, to_world
 from mapping.gaussians.views import Window, fit_view, plan_windows
@@ -24,8 +25,6 @@ from slam.errors import SlamError
 
 log = logging.getLogger(__name__)
 
-#: keys of a Gaussian set (world frame, numpy): means [N,3], sh [N,K,3], log_scales [N,3], quats [N,4], opacity [N]
-GAUSSIAN_KEYS = ("means", "sh", "log_scales", "quats", "opacity_logits")
 
 
 class DeviceMemoryError(SlamError):
