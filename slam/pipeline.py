@@ -18,13 +18,18 @@ from typing import Any
 
 import numpy as np
 
+import frontends
+from backends import create_backend
+from mapping import build_sinks
 from slam.config import RunConfig, write_run_yaml
+from slam.datasets import open_dataset
 from slam.depth_check import DepthCheck
 from slam.errors import DatasetError
 from slam.evaluation import evaluate
 from slam.interrupts import SignalState, interrupt_signals, pause_point
 from slam.sinks import FrameEvent, RunInfo, Sink
-from slam.trajectory import Trajectory, write_text_atomic
+from slam.trajectory import Trajectory, write_kitti_trajectory, write_text_atomic, write_tum_trajectory
+from slam.types import Backend
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +84,7 @@ class Pipeline:
         self.progress = progress
         self.out_dir = Path(cfg.output.dir)
         self.timestamps: list[float] = []
-        self.backend = None
+        self.backend: Backend | None = None
         self.sinks: list[Sink] = []
         self.fps = _FpsMeter()
 
@@ -90,8 +95,6 @@ class Pipeline:
         return Trajectory(np.asarray(self.timestamps[: len(poses)], dtype=np.float64), np.asarray(poses))
 
     def _write_trajectories(self, write_kitti: bool) -> Trajectory:
-        from slam.trajectory import write_kitti_trajectory, write_tum_trajectory
-
         traj = self._trajectory()
         write_tum_trajectory(self.out_dir / "trajectory.tum", traj)
         if write_kitti:
@@ -100,11 +103,6 @@ class Pipeline:
 
     # -- main loop -------------------------------------------------------------------------------------------
     def run(self) -> RunResult:
-        import frontends
-        from backends import SlamBackend
-        from mapping import build_sinks
-        from slam.datasets import open_dataset
-
         cfg = self.cfg
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_run_yaml(cfg, self.out_dir / "run.yaml")
@@ -117,6 +115,7 @@ class Pipeline:
         gt = dataset.ground_truth()
         write_kitti = cfg.output.kitti if cfg.output.kitti is not None else dataset.is_kitti
         frontend = frontends.create(cfg.frontend.name, cfg.frontend.options())
+        self.backend = create_backend(cfg.backend, frontend)
         self.sinks = build_sinks(cfg.mapping, cfg.viz, self.out_dir)
         self.depth_check = DepthCheck(frontend.usable_depth(), cfg.dataset.path, cfg.dataset.depth_scale)
 
@@ -132,8 +131,6 @@ class Pipeline:
                 for frame in dataset:
                     self.depth_check.check(frame)
                     output = frontend.step(frame)
-                    if self.backend is None:
-                        self.backend = SlamBackend(cfg.backend, frontend, metric=output.metric)
                     if not started:
                         info = RunInfo(out_dir=str(self.out_dir), n_frames=n_total, frontend=cfg.frontend.name,
                                        metric=output.metric, gt_poses=None if gt is None else gt.poses,
