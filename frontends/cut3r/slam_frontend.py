@@ -47,7 +47,9 @@ class Cut3rFrontendConfig:
     Attributes:
         checkpoint: official ``.pth`` or converted ``.safetensors`` file (required).
         device: ``'cpu'`` or ``'cuda'`` (``'cuda:N'``).
-        autocast: ``'none'``, ``'bf16'`` or ``'fp16'`` mixed precision for encoder/decoders (CUDA only).
+        autocast: ``'none'``, ``'bf16'`` or ``'fp16'`` mixed precision for encoder and decoders; the heads
+            and the committed state stay float32. ``'bf16'`` runs on CPU too (torch CPU autocast), so the
+            mixed-precision path is exercised without a GPU; ``'fp16'`` needs CUDA.
         size: working size: 512 (long side) or 224 (short side, square crop); None = 512 for the DPT
             model, 224 for the linear model.
         reset_every: reset the recurrent state every N frames (TTT3R protocol), None = never.
@@ -74,8 +76,8 @@ class Cut3rFrontendConfig:
             raise ValueError(f"autocast must be one of {sorted(_AUTOCAST)}, got {self.autocast!r}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
-        if self.autocast != "none" and not self.device.startswith("cuda"):
-            raise ValueError(f"autocast={self.autocast!r} needs device 'cuda' (got {self.device!r})")
+        if self.autocast == "fp16" and not self.device.startswith("cuda"):
+            raise ValueError(f"autocast='fp16' needs device 'cuda' (got {self.device!r}); on CPU use 'bf16'")
         if self.size is not None and (self.size < 16 or (self.size != 224 and self.size % 16)):
             raise ValueError(f"size must be 224 or a multiple of 16 (e.g. 512), got {self.size}")
         if self.reset_every is not None and self.reset_every < 1:
