@@ -57,7 +57,8 @@ class Cut3rFrontendConfig:
         conf_threshold: confidences below this are set to 0 (invalid); ``conf_self`` is >= 1, so values
             <= 1 keep every pixel (CUT3R's demo shows points above 1.5).
         descriptor: compute the global descriptor.
-        resample: ``'pil'`` (official resize filters) or ``'torch'``.
+        resample: ``'pil'`` (Pillow on the CPU, as the official code), ``'torch'`` (the same filters computed
+            on ``device``; see :mod:`frontends.cut3r.preprocess`) or ``'auto'`` (``torch`` on CUDA, else ``pil``).
     """
 
     checkpoint: str | None = None
@@ -68,7 +69,7 @@ class Cut3rFrontendConfig:
     calibrated: bool = False
     conf_threshold: float = 0.0
     descriptor: bool = True
-    resample: str = "pil"
+    resample: str = "auto"
 
     def validate(self) -> None:
         """Raise ValueError for an invalid combination (the config loader names the section)."""
@@ -82,8 +83,8 @@ class Cut3rFrontendConfig:
             raise ValueError(f"size must be 224 or a multiple of 16 (e.g. 512), got {self.size}")
         if self.reset_every is not None and self.reset_every < 1:
             raise ValueError(f"reset_every must be >= 1 or null, got {self.reset_every}")
-        if self.resample not in ("pil", "torch"):
-            raise ValueError(f"resample must be 'pil' or 'torch', got {self.resample!r}")
+        if self.resample not in ("pil", "torch", "auto"):
+            raise ValueError(f"resample must be 'pil', 'torch' or 'auto', got {self.resample!r}")
 
 
 def camera_pose_to_matrix(camera_pose: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -145,7 +146,7 @@ class Cut3rFrontend(Frontend):
 
     def step(self, frame: Frame) -> FrontendOutput:
         start = time.perf_counter()
-        pre = preprocess_frame(frame.rgb, self.size, self.config.resample)
+        pre = self._preprocess(frame)
         out = self.session.step(pre.tensor)
         pose = camera_pose_to_matrix(out["camera_pose"][0])
         points = out["pts3d_in_self_view"][0].numpy().astype(np.float32, copy=False)
@@ -175,8 +176,7 @@ class Cut3rFrontend(Frontend):
         """
         start = time.perf_counter()
         session = self._new_session(None)
-        pre_a = preprocess_frame(a.rgb, self.size, self.config.resample)
-        pre_b = preprocess_frame(b.rgb, self.size, self.config.resample)
+        pre_a, pre_b = self._preprocess(a), self._preprocess(b)
         if pre_a.size != pre_b.size:
             raise ValueError(f"pair(): frames {a.index} and {b.index} have different working sizes "
                              f"{pre_a.size} and {pre_b.size}")
@@ -208,6 +208,9 @@ class Cut3rFrontend(Frontend):
             torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ helpers
+    def _preprocess(self, frame: Frame):
+        return preprocess_frame(frame.rgb, self.size, self.config.resample, device=self.net.device)
+
     def _intrinsics(self, frame: Frame, transform, points: np.ndarray) -> tuple[np.ndarray, float]:
         if self.config.calibrated:
             if frame.K is None:
