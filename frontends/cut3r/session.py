@@ -56,12 +56,14 @@ class StreamSession:
             class runs everything under ``torch.inference_mode``).
         update: name of the state-update rule (``cut3r``, ``ttt3r``, ``ttsa3r``).
         reset_every: reset the state after every ``reset_every`` input frames (TTT3R protocol), or None.
-        autocast_dtype: e.g. ``torch.bfloat16`` to run encoder/decoders under autocast (CUDA); the heads
-            and the committed state stay float32.
+        autocast_dtype: e.g. ``torch.bfloat16`` to run encoder/decoders under autocast (CPU or CUDA); the
+            heads and the committed state stay float32.
+        compile_step: run the network's per-view step through ``torch.compile``
+            (:func:`kernels.compiled.compile_step`); the eager step is its reference.
     """
 
     def __init__(self, net, update: str = "cut3r", reset_every: int | None = None,
-                 autocast_dtype: torch.dtype | None = None):
+                 autocast_dtype: torch.dtype | None = None, compile_step: bool = False):
         if reset_every is not None and (not isinstance(reset_every, int) or reset_every < 1):
             raise ValueError(f"reset_every must be a positive integer or None, got {reset_every!r}")
         if net.pose_token.dtype != torch.float32:
@@ -72,6 +74,11 @@ class StreamSession:
         self.update = update
         self.reset_every = reset_every
         self.autocast_dtype = autocast_dtype
+        self._process_view = net.process_view
+        if compile_step:
+            from kernels.compiled import compile_step as compiled
+
+            self._process_view = compiled(net.process_view)
         with torch.inference_mode():
             init_state, self._state_pos = net.initial_state(1)
             self._init_state = init_state.float().clone()
@@ -118,8 +125,8 @@ class StreamSession:
 
     def _process(self, img: torch.Tensor, frame: int) -> dict:
         first = self._segment_views == 0
-        view = self.net.process_view(img, self._state, self._state_pos, self._mem, first_of_segment=first,
-                                     stats=self.rule.stats, autocast_dtype=self.autocast_dtype)
+        view = self._process_view(img, self._state, self._state_pos, self._mem, first_of_segment=first,
+                                  stats=self.rule.stats, autocast_dtype=self.autocast_dtype)
         decoded = view.decoded
         inputs = UpdateInputs(prev_state=self._state, new_state=decoded.new_state.float(), feat=view.feat,
                               mean_logit=decoded.mean_logit, logit_mean=decoded.logit_mean, first_of_segment=first)

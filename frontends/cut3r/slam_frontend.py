@@ -57,6 +57,8 @@ class Cut3rFrontendConfig:
         conf_threshold: confidences below this are set to 0 (invalid); ``conf_self`` is >= 1, so values
             <= 1 keep every pixel (CUT3R's demo shows points above 1.5).
         descriptor: compute the global descriptor.
+        compile: run the network's per-view step through ``torch.compile`` (fused kernels; the first frames
+            of each image size are slow while it compiles). The eager step is the reference.
         resample: ``'pil'`` (Pillow on the CPU, as the official code), ``'torch'`` (the same filters computed
             on ``device``; see :mod:`frontends.cut3r.preprocess`) or ``'auto'`` (``torch`` on CUDA, else ``pil``).
     """
@@ -70,6 +72,7 @@ class Cut3rFrontendConfig:
     conf_threshold: float = 0.0
     descriptor: bool = True
     resample: str = "auto"
+    compile: bool = False
 
     def validate(self) -> None:
         """Raise ValueError for an invalid combination (the config loader names the section)."""
@@ -133,7 +136,8 @@ class Cut3rFrontend(Frontend):
         self.session = self._new_session(config.reset_every)
 
     def _new_session(self, reset_every: int | None = None):
-        return self.net.session(update=self.update_rule, reset_every=reset_every, autocast_dtype=self._autocast)
+        return self.net.session(update=self.update_rule, reset_every=reset_every, autocast_dtype=self._autocast,
+                                compile_step=self.config.compile)
 
     # ------------------------------------------------------------------ Frontend API
     def reset(self) -> None:
