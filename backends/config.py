@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from backends.registry import BACKENDS
+
 PRESETS = ("odometry", "loops", "full")
 
 
@@ -223,6 +225,7 @@ class BackendConfig:
     """``backend:`` section.
 
     Attributes:
+        name: registered backend (``graph``: keyframes + GTSAM pose graph, see :mod:`backends.registry`).
         preset: ``odometry``, ``loops`` or ``full`` (see module docstring).
         sync: run optimisation, retrieval and verification inline (deterministic, for tests); otherwise a
             worker thread does them off the per-frame path.
@@ -231,6 +234,7 @@ class BackendConfig:
             the frontend starts a new segment.
     """
 
+    name: str = "graph"
     preset: str = "full"
     sync: bool = False
     queue_size: int = 64
@@ -241,6 +245,8 @@ class BackendConfig:
     global_alignment: GlobalAlignmentConfig = field(default_factory=GlobalAlignmentConfig)
 
     def validate(self) -> None:
+        if self.name not in BACKENDS:
+            raise ValueError(f"name: unknown backend {self.name!r} (known: {', '.join(BACKENDS.names())})")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.queue_size < 1 or self.segment_link_candidates < 1:

@@ -13,8 +13,8 @@ from mapping.config import MappingConfig
 from mapping.export import write_mesh, write_point_cloud
 from mapping.keyframe_map import KeyframeMap
 from mapping.tsdf import TsdfMap
-from slam.sinks import FrameEvent, LoopEdge, RunInfo, Sink
-from slam.types import Keyframe
+from slam.sinks import FrameEvent, RunInfo, Sink
+from slam.types import Keyframe, LoopEdge
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -146,8 +147,20 @@ def build(cls: type, data: Any, origins: Origins, prefix: str = "") -> Any:
         try:
             validate()
         except ValueError as exc:
-            raise _error(origins, prefix.rstrip("."), f"invalid value in '{prefix.rstrip('.') or 'root'}': {exc}") from None
+            section = prefix.rstrip(".")
+            raise _error(origins, _blamed_key(prefix, data, str(exc)) or section,
+                         f"invalid value in '{section or 'root'}': {exc}") from None
     return obj
+
+
+def _blamed_key(prefix: str, data: dict[str, Any], message: str) -> str | None:
+    """The dotted key a section's validation message is about: the first key given in ``data`` whose name
+    the message mentions as a word (e.g. ``downsample must be >= 1``), else None (blame the section)."""
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message))
+    for key in data:
+        if key in words:
+            return f"{prefix}{key}"
+    return None
 
 
 def convert(tp: Any, value: Any, origins: Origins, dotted: str) -> Any:
