@@ -157,8 +157,6 @@ class Cut3rFrontend(Frontend):
         return int(self.session.segment)
 
     def step(self, frame: Frame) -> FrontendOutput:
-        from frontends.cut3r.preprocess import preprocess_frame
-
         start = time.perf_counter()
         pre = self._preprocess(frame)
         out = self.session.step(pre.tensor)
@@ -188,8 +186,6 @@ class Cut3rFrontend(Frontend):
         the median distance between ``points_b`` and ``b``'s cross-view prediction (moved to ``a``'s frame),
         relative to the median depth of ``points_a``: a cheap consistency check (small is good).
         """
-        from frontends.cut3r.preprocess import preprocess_frame
-
         start = time.perf_counter()
         session = self._new_session(None)
         pre_a, pre_b = self._preprocess(a), self._preprocess(b)
@@ -227,6 +223,8 @@ class Cut3rFrontend(Frontend):
 
     # ------------------------------------------------------------------ helpers
     def _preprocess(self, frame: Frame):
+        from frontends.cut3r.preprocess import preprocess_frame
+
         return preprocess_frame(frame.rgb, self.size, self.config.resample, device=self.net.device)
 
     def _intrinsics(self, frame: Frame, transform, points: np.ndarray) -> tuple[np.ndarray, float]:
