@@ -236,11 +236,11 @@ def _validation_error(exc: ValueError, fields: list[str], origins: Origins, pref
     dotted = f"{prefix}{name}"
     for lead in (f"{dotted}:", dotted, f"{name}:", name):
         if message.startswith(lead):
-            message = message[len(lead):].lstrip()
+            message = (":" if lead.endswith(":") else "") + " " + message[len(lead):].lstrip()
             break
     else:
-        message = f"invalid value: {message}"
-    return _error(origins, dotted, f"'{dotted}' {message}")
+        message = f": invalid value: {message}"
+    return _error(origins, dotted, f"'{dotted}'{message}")
 
 
 def build(cls: type, data: Any, origins: Origins, prefix: str = "") -> Any:

@@ -117,8 +117,8 @@ class Pipeline:
         dataset = open_dataset(cfg.dataset)
         n_total = len(dataset)
         if n_total == 0:
-            raise DatasetError("the selection dataset.first/last/stride/max_frames leaves no frame to process",
-                               cfg.dataset.path)
+            raise DatasetError("no frame to process: the sequence is empty or dataset.first/last/stride/max_frames "
+                               "select none", cfg.dataset.path)
         gt = dataset.ground_truth()
         write_kitti = cfg.output.kitti if cfg.output.kitti is not None else dataset.is_kitti
         frontend = frontends.create(cfg.frontend.name, cfg.frontend.options())
@@ -183,7 +183,7 @@ class Pipeline:
                                                                         write_errors=self.write_errors))
                     if self.backend is not None:
                         self._guarded("stopping the backend", self.backend.close)
-                    frontend.close()
+                    self._guarded("closing the frontend", frontend.close)
         if not interrupted:
             self.depth_check.finish()
         if self.write_errors:  # everything else is written; now report the first failed file

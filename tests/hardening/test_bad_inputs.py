@@ -321,3 +321,13 @@ def test_internal_errors_are_one_line_without_debug(capsys):
     assert report_errors(boom) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("error: internal error")
+
+
+def test_every_tool_uses_the_shared_error_contract():
+    """Each user-facing script in tools/ runs its main through slam.entry.tool_main (one helper, no copies)."""
+    from tests.conftest import REPO
+
+    scripts = sorted((REPO / "tools").glob("*.py"))
+    assert scripts
+    missing = [p.name for p in scripts if "tool_main(" not in p.read_text()]
+    assert not missing, f"tools without slam.entry.tool_main: {missing}"
