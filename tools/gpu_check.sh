@@ -85,50 +85,5 @@ PY
   "frontend.cut3r.checkpoint=$OUT/random_512_dpt.safetensors" frontend.cut3r.device=cuda \
   frontend.cut3r.autocast=bf16 viz=off | tail -n 2
 
-"$PY" - "$OUT" "$START" <<'PY'
-import json
-import sys
-import time
-from pathlib import Path
-
-out, start = Path(sys.argv[1]), float(sys.argv[2])
-report = {"device": None, "benchmarks": {}, "slam": {}, "wall_s": None}
-try:
-    import torch
-    report["device"] = torch.cuda.get_device_name(0)
-except Exception:  # noqa: BLE001 - the report is still written
-    pass
-for path in sorted(out.glob("bench_*.json")):
-    report["benchmarks"][path.stem.removeprefix("bench_")] = json.loads(path.read_text())
-metrics = out / "slam_ttsa3r" / "metrics.json"
-if metrics.is_file():
-    report["slam"] = json.loads(metrics.read_text())
-report["wall_s"] = round(time.time() - start, 1)
-def drift_pct(series, start=10):
-    tail = series[start:] or series
-    return 100.0 * (max(tail) - min(tail)) / max(min(tail), 1e-9) if tail else float("nan")
-
-
-for runs in report["benchmarks"].values():  # long per-frame series stay in the per-run JSON files
-    for figures in runs.values():
-        series = figures.pop("mem_series_mb", None) or figures.pop("peak_mb", None) or []
-        figures.pop("ms", None)
-        figures.setdefault("frames_per_second", 1e3 / figures["ms_per_frame"])
-        figures.setdefault("mem_drift_pct", drift_pct(series))
-(out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-
-eager = {k: v for k, v in report["benchmarks"].items() if not k.endswith("_compiled")}
-lines = [f"# GPU check: {report['device']} ({report['wall_s']} s)", "",
-         "| run | rule / mode | frames/s | peak MB | memory drift % (from frame 10) | x eager |", "|---|---|---|---|---|---|"]
-for tag, runs in report["benchmarks"].items():
-    base = eager.get(tag.removesuffix("_compiled"), runs)
-    for rule, f in runs.items():
-        ratio = f["frames_per_second"] / base[rule]["frames_per_second"] if rule in base else float("nan")
-        lines.append(f"| {tag} | {rule} | {f['frames_per_second']:.1f} | {f['peak_mem_mb']:.0f} | "
-                     f"{f['mem_drift_pct']:.2f} | {ratio:.2f} |")
-fps = report["slam"].get("frames_per_second")
-lines += ["", f"Full SLAM (ttsa3r, bf16, random weights): {fps if fps is None else round(fps, 1)} frames/s"]
-(out / "report.md").write_text("\n".join(lines) + "\n")
-print("\n".join(lines))
-PY
+"$PY" tools/gpu_report.py "$OUT" --started "$START"
 echo "report: $OUT/report.json, $OUT/report.md"
