@@ -3,12 +3,17 @@
 Problems with the user's input (files, data, config, checkpoints) end with a one-line ``error: ...`` on
 stderr and exit code 2; ``--debug`` shows the full traceback instead. Ctrl-C writes what was computed and
 exits with 130.
+
+OpenMP: unless the environment sets ``OMP_WAIT_POLICY``, :func:`main` sets it to ``PASSIVE`` before any
+command imports torch, so idle OpenMP threads sleep instead of spinning (spinning threads slow every
+step several-fold when another job holds one of the cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -171,6 +176,7 @@ COMMANDS = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "frontends": cmd
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads its OpenMP runtime
     parser = build_parser()
     # key=value overrides may stand anywhere among the options (``--data X a=1 --out Y b=2``)
     args, extra = parser.parse_known_args(argv)
