@@ -20,7 +20,7 @@ def test_layers_apply_in_order(tmp_path, tum_dir):
     user.write_text("dataset:\n  stride: 3\n  max_frames: 7\n")
     cfg = load_run_config(user, data=tum_dir, out=tmp_path / "out", overrides=["dataset.stride=5"])
     assert cfg.dataset.kind == "tum"  # detected from rgb.txt
-    assert cfg.dataset.depth_scale == 5000.0  # from configs/datasets/tum.yaml
+    assert cfg.dataset.depth_scale is None  # the dataset's own default (TUM: 5000) applies
     assert cfg.dataset.stride == 5  # command line beats the user file
     assert cfg.dataset.max_frames == 7  # user file beats the defaults
     assert cfg.dataset.first == 0  # default
@@ -34,8 +34,10 @@ def test_frontend_layer_follows_the_chosen_name(tmp_path, tum_dir):
     (configs / "datasets").mkdir()
     (configs / "default.yaml").write_text((CONFIG_DIR / "default.yaml").read_text())
     (configs / "frontends" / "rgbd.yaml").write_text("frontend:\n  name: rgbd\ndataset:\n  stride: 4\n")
+    (configs / "datasets" / "tum.yaml").write_text("dataset:\n  depth_scale: 1000\n  stride: 3\n")
     cfg = load_run_config(None, data=tum_dir, overrides=["frontend.name=rgbd"], config_dir=configs)
-    assert cfg.dataset.stride == 4
+    assert cfg.dataset.stride == 4  # the frontend layer beats the dataset layer
+    assert cfg.dataset.depth_scale == 1000.0  # configs/datasets/<kind>.yaml follows the detected kind
     cfg = load_run_config(None, data=tum_dir, overrides=["frontend=rgbd", "dataset.stride=2"], config_dir=configs)
     assert cfg.dataset.stride == 2
 
@@ -104,3 +106,14 @@ def test_run_yaml_round_trip(tmp_path, tum_dir):
     again = load_run_config(path)
     assert again.to_dict() == cfg.to_dict()
     assert again.dataset.intrinsics == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_section_validation_blames_the_layer_that_set_the_value(tmp_path, tum_dir):
+    """A value rejected by a section's validate() is blamed on where that key was set, not on the file that
+    set other keys of the section (configs/frontends/rgbd.yaml sets backend.keyframe.stride)."""
+    with pytest.raises(ConfigError, match=r"^command line: .*downsample"):
+        load_run_config(None, data=tum_dir, overrides=["frontend.rgbd.downsample=0"])
+    user = tmp_path / "user.yaml"
+    user.write_text("backend:\n  keyframe:\n    stride: 0\n")
+    with pytest.raises(ConfigError, match=rf"^{user}: .*stride"):
+        load_run_config(user, data=tum_dir)

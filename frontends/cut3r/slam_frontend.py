@@ -19,7 +19,8 @@ step of the network, then a :class:`~slam.types.FrontendOutput` at the *working 
 Outputs are up to scale (``metric=False``); the scale is shared within a segment. The network reports no
 pose uncertainty, so ``pose_confidence`` stays 1 (the backend's nominal odometry noise).
 
-This module imports only numpy/torch and light project modules; the network is loaded on construction.
+Importing this module registers the three frontends without importing torch; torch and the network load
+when a frontend is constructed.
 """
 
 from __future__ import annotations
@@ -28,16 +29,20 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from frontends.base import Frontend, register_frontend
-from frontends.cut3r.preprocess import preprocess_frame
-from slam.camera import estimate_focal_weiszfeld, intrinsics_from_focal
+from frontends.cut3r.focal import estimate_focal_weiszfeld, intrinsics_from_focal
 from slam.errors import ConfigError
 from slam.types import Frame, FrontendOutput, PairEstimate
 
-_AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+#: autocast option -> torch dtype name (torch is imported when a frontend is built, not on import)
+_AUTOCAST = {"none": None, "bf16": "bfloat16", "fp16": "float16"}
 
 
 @dataclass
@@ -47,7 +52,9 @@ class Cut3rFrontendConfig:
     Attributes:
         checkpoint: official ``.pth`` or converted ``.safetensors`` file (required).
         device: ``'cpu'`` or ``'cuda'`` (``'cuda:N'``).
-        autocast: ``'none'``, ``'bf16'`` or ``'fp16'`` mixed precision for encoder/decoders (CUDA only).
+        autocast: ``'none'``, ``'bf16'`` or ``'fp16'`` mixed precision for encoder and decoders; the heads
+            and the committed state stay float32. ``'bf16'`` runs on CPU too (torch CPU autocast), so the
+            mixed-precision path is exercised without a GPU; ``'fp16'`` needs CUDA.
         size: working size: 512 (long side) or 224 (short side, square crop); None = 512 for the DPT
             model, 224 for the linear model.
         reset_every: reset the recurrent state every N frames (TTT3R protocol), None = never.
@@ -55,7 +62,10 @@ class Cut3rFrontendConfig:
         conf_threshold: confidences below this are set to 0 (invalid); ``conf_self`` is >= 1, so values
             <= 1 keep every pixel (CUT3R's demo shows points above 1.5).
         descriptor: compute the global descriptor.
-        resample: ``'pil'`` (official resize filters) or ``'torch'``.
+        compile: run the network's per-view step through ``torch.compile`` (fused kernels; the first frames
+            of each image size are slow while it compiles). The eager step is the reference.
+        resample: ``'pil'`` (Pillow on the CPU, as the official code), ``'torch'`` (the same filters computed
+            on ``device``; see :mod:`frontends.cut3r.preprocess`) or ``'auto'`` (``torch`` on CUDA, else ``pil``).
     """
 
     checkpoint: str | None = None
@@ -66,7 +76,8 @@ class Cut3rFrontendConfig:
     calibrated: bool = False
     conf_threshold: float = 0.0
     descriptor: bool = True
-    resample: str = "pil"
+    resample: str = "auto"
+    compile: bool = False
 
     def validate(self) -> None:
         """Raise ValueError for an invalid combination (the config loader names the section)."""
@@ -74,14 +85,14 @@ class Cut3rFrontendConfig:
             raise ValueError(f"autocast must be one of {sorted(_AUTOCAST)}, got {self.autocast!r}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
-        if self.autocast != "none" and not self.device.startswith("cuda"):
-            raise ValueError(f"autocast={self.autocast!r} needs device 'cuda' (got {self.device!r})")
+        if self.autocast == "fp16" and not self.device.startswith("cuda"):
+            raise ValueError(f"autocast='fp16' needs device 'cuda' (got {self.device!r}); on CPU use 'bf16'")
         if self.size is not None and (self.size < 16 or (self.size != 224 and self.size % 16)):
             raise ValueError(f"size must be 224 or a multiple of 16 (e.g. 512), got {self.size}")
         if self.reset_every is not None and self.reset_every < 1:
             raise ValueError(f"reset_every must be >= 1 or null, got {self.reset_every}")
-        if self.resample not in ("pil", "torch"):
-            raise ValueError(f"resample must be 'pil' or 'torch', got {self.resample!r}")
+        if self.resample not in ("pil", "torch", "auto"):
+            raise ValueError(f"resample must be 'pil', 'torch' or 'auto', got {self.resample!r}")
 
 
 def camera_pose_to_matrix(camera_pose: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -112,6 +123,8 @@ class Cut3rFrontend(Frontend):
     update_rule = "cut3r"
 
     def __init__(self, config: Cut3rFrontendConfig):
+        import torch
+
         try:
             config.validate()
         except ValueError as exc:
@@ -126,11 +139,13 @@ class Cut3rFrontend(Frontend):
         self.config = config
         self.net = load_model(config.checkpoint, device=config.device)
         self.size = config.size or (512 if self.net.cfg.head_type == "dpt" else 224)
-        self._autocast = _AUTOCAST[config.autocast]
+        dtype = _AUTOCAST[config.autocast]
+        self._autocast = getattr(torch, dtype) if dtype else None
         self.session = self._new_session(config.reset_every)
 
     def _new_session(self, reset_every: int | None = None):
-        return self.net.session(update=self.update_rule, reset_every=reset_every, autocast_dtype=self._autocast)
+        return self.net.session(update=self.update_rule, reset_every=reset_every, autocast_dtype=self._autocast,
+                                compile_step=self.config.compile)
 
     # ------------------------------------------------------------------ Frontend API
     def reset(self) -> None:
@@ -143,7 +158,7 @@ class Cut3rFrontend(Frontend):
 
     def step(self, frame: Frame) -> FrontendOutput:
         start = time.perf_counter()
-        pre = preprocess_frame(frame.rgb, self.size, self.config.resample)
+        pre = self._preprocess(frame)
         out = self.session.step(pre.tensor)
         pose = camera_pose_to_matrix(out["camera_pose"][0])
         points = out["pts3d_in_self_view"][0].numpy().astype(np.float32, copy=False)
@@ -173,8 +188,7 @@ class Cut3rFrontend(Frontend):
         """
         start = time.perf_counter()
         session = self._new_session(None)
-        pre_a = preprocess_frame(a.rgb, self.size, self.config.resample)
-        pre_b = preprocess_frame(b.rgb, self.size, self.config.resample)
+        pre_a, pre_b = self._preprocess(a), self._preprocess(b)
         if pre_a.size != pre_b.size:
             raise ValueError(f"pair(): frames {a.index} and {b.index} have different working sizes "
                              f"{pre_a.size} and {pre_b.size}")
@@ -203,9 +217,16 @@ class Cut3rFrontend(Frontend):
         self.session = None
         self.net = None
         if self.config.device.startswith("cuda"):
+            import torch
+
             torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ helpers
+    def _preprocess(self, frame: Frame):
+        from frontends.cut3r.preprocess import preprocess_frame
+
+        return preprocess_frame(frame.rgb, self.size, self.config.resample, device=self.net.device)
+
     def _intrinsics(self, frame: Frame, transform, points: np.ndarray) -> tuple[np.ndarray, float]:
         if self.config.calibrated:
             if frame.K is None:
