@@ -249,7 +249,8 @@ def evaluate_settings(stream: list, gt: Trajectory, frontend, sync: bool = True,
         if not pair_scores:
             rows.append({"setting": label, "ate_se3_cm": 100 * res["ate_rmse_se3"],
                          "ate_sim3_cm": 100 * res["ate_rmse_sim3"], "rpe_trans_cm": 100 * res["rpe_trans_rmse"],
-                         "rpe_rot_deg": res["rpe_rot_rmse_deg"], "fragment_ate_cm": 100 * fragment_ate(est, gt, fragment),
+                         "rpe_rot_deg": res["rpe_rot_rmse_deg"],
+                         "fragment_ate_cm": 100 * fragment_ate(est, gt, fragment),
                          "keyframes": m["keyframes"], "loops": m["loops_accepted"], "backend_s": backend_s,
                          "metrics": m})
             continue

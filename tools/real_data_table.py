@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""The real-data table of ``docs/real_data.md``: every RGB-D sequence of the shared data folder x
-{plain Open3D frame-to-frame odometry, our odometry, our loops, our full system}.
+"""The real-data table: every RGB-D sequence of the shared data folder x {plain Open3D frame-to-frame
+odometry, our odometry, our loops, our full system}, written to ``docs/real_data_table.md`` (discussed in
+``docs/real_data.md``).
 
 Columns: ATE RMSE after SE(3) and Sim(3) alignment (cm), RPE RMSE between consecutive frames (translation,
 cm, Sim(3)-aligned; see :mod:`slam.evaluation`) and frames per second of the per-frame path (median over
@@ -17,13 +18,14 @@ the sequence of 1 / per-frame time).
 A sequence is an RGB-D sequence when its folder has a ``depth.txt`` (TUM layout). Speed figures depend on
 the machine's load: the table records ``uptime`` at the start and the end. Usage::
 
-    python tools/real_data_table.py [--data ../shared/data] [--out docs/real_data.md] [--set KEY=VALUE ...]
+    python tools/real_data_table.py [--data ../shared/data] [--out docs/real_data_table.md] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import subprocess
 import sys
 import time
@@ -85,7 +87,8 @@ def ours(path: Path, overrides: list[str], max_frames: int | None = None) -> lis
     cfg = ev.run_config(str(path), overrides)
     rows = ev.run(str(path), max_frames, overrides=to_plain(cfg.backend), frontend_config=cfg.frontend.options(),
                   pair_scores=False)
-    names = {"odometry only": "ours: odometry", "+ loop closure": "ours: loops", "+ loop closure + alignment": "ours: full"}
+    names = {"odometry only": "ours: odometry", "+ loop closure": "ours: loops",
+             "+ loop closure + alignment": "ours: full"}
     return [{"setting": names[r["setting"]], "ate_se3_cm": r["ate_se3_cm"], "ate_sim3_cm": r["ate_sim3_cm"],
              "rpe_trans_cm": r["rpe_trans_cm"], "fps": r["frontend_median_fps"], "loops": r["loops"],
              "keyframes": r["keyframes"]} for r in rows if r["setting"] in names]
@@ -98,7 +101,8 @@ def markdown(table: dict[str, list[dict]], command: str, load: tuple[str, str]) 
     for seq, rows in table.items():
         for r in rows:
             lines.append(f"| {seq} | {r['setting']} | {r['ate_se3_cm']:.2f} | {r['ate_sim3_cm']:.2f} | "
-                         f"{r['rpe_trans_cm']:.2f} | {r['fps']:.1f} | {r.get('keyframes', '-')} | {r.get('loops', '-')} |")
+                         f"{r['rpe_trans_cm']:.2f} | {r['fps']:.1f} | {r.get('keyframes', '-')} | "
+                         f"{r.get('loops', '-')} |")
     lines += ["", f"Made by `{command}` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
               f"Machine load (`uptime`) at the start: `{load[0]}`; at the end: `{load[1]}`."]
     return "\n".join(lines) + "\n"
@@ -113,8 +117,10 @@ def _uptime() -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="folder of sequences")
-    parser.add_argument("--out", default=None, help="Markdown file to write the table to (else only printed)")
+    shared = Path(os.environ.get("TTSA_SHARED", REPO.parent / "shared"))
+    parser.add_argument("--data", default=str(shared / "data"), help="folder of sequences (default $TTSA_SHARED/data)")
+    parser.add_argument("--out", default=str(REPO / "docs" / "real_data_table.md"),
+                        help="Markdown file to write the table to (default docs/real_data_table.md)")
     parser.add_argument("--max-frames", type=int, default=None)
     parser.add_argument("--only", action="append", default=[], help="sequence folder name (repeatable)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the plain Open3D rows")

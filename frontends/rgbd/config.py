@@ -92,7 +92,8 @@ class RgbdConfig:
             raise ValueError(f"iterations must be a non-empty list of positive integers, got {self.iterations!r}")
         if self.depth_max is not None and not self.depth_max > 0:
             raise ValueError(f"depth_max must be > 0 or null, got {self.depth_max!r}")
-        for name in ("max_step_rotation_deg", "depth_outlier", "depth_huber", "intensity_huber", "confidence_depth_scale",
+        for name in ("max_step_rotation_deg", "depth_outlier", "depth_huber", "intensity_huber",
+                     "confidence_depth_scale",
                      "max_step_translation", "pair_inlier_distance", "pair_grey_distance"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")

@@ -122,7 +122,7 @@ class RgbdFrontend(Frontend):
                 est = other if recovered else est
             failed = bool(reason) and not recovered
             if reason:
-                log.warning("rgbd: frame %d: odometry step failed (%s); %s", frame.index, reason,
+                log.info("rgbd: frame %d: odometry step failed (%s); %s", frame.index, reason,
                             "recovered by feature PnP against the reference" if recovered
                             else "keeping the constant-velocity prediction and re-anchoring")
             T_ref_cur = guess if failed else est.T_target_source
