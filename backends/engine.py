@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import sim3
+from slam import geometry
 from backends.config import BackendConfig
 from backends.keyframer import median_depth
 from backends.pose_graph import Edge, PoseGraph
@@ -80,7 +80,7 @@ class BackendEngine:
             sigmas = self._odometry_sigmas(job.prev_id) / max(float(job.confidence), MIN_POSE_CONFIDENCE)
             self.graph.add_edge(Edge(job.prev_id, kf.id, job.odometry, sigmas, info={"confidence": job.confidence}))
         elif len(self.graph) == 0:
-            self.graph.add_node(kf.id, sim3.rigid(kf.frontend_pose))
+            self.graph.add_node(kf.id, geometry.rigid(kf.frontend_pose))
         else:
             self._link_segment(kf, self.graph.poses())
         self.graph.update()
@@ -184,7 +184,7 @@ class BackendEngine:
                 self.loop_records.append(rec)
                 continue
             t1 = time.perf_counter()
-            prior = sim3.relative(self.graph.pose(cand_id), self.graph.pose(kf_id))
+            prior = geometry.relative_pose(self.graph.pose(cand_id), self.graph.pose(kf_id))
             res = self._loops.verify(self.keyframes[cand_id], kf, prior, allow_pair=pair_budget > 0)
             pair_budget -= int(bool(res.info.get("pair_called")))
             self.timings["verify_ms"].append(1e3 * (time.perf_counter() - t1))

@@ -37,7 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from backends import sim3
+from slam import geometry
 from backends.config import GlobalAlignmentConfig
 from backends.pose_graph import Edge
 from backends.projective import PointView, associate, consistency_error, prepare_view
@@ -73,9 +73,9 @@ def _virtual(src: PointView, P_src: np.ndarray, P_dst: np.ndarray, T_dst_src: np
     if len(x_src) == 0:  # a keyframe without valid points (e.g. no valid depth): no pairs, no division by 0
         empty = np.zeros((0, 3))
         return empty, empty, np.zeros(0), np.zeros(0), None
-    y_src = sim3.transform_points(P_src, x_src)
-    y_dst = sim3.transform_points(P_dst @ T_dst_src, x_src)
-    depth = np.abs(x_src[:, 2]) * sim3.scale_of(P_src)
+    y_src = geometry.transform_points(P_src, x_src)
+    y_dst = geometry.transform_points(P_dst @ T_dst_src, x_src)
+    depth = np.abs(x_src[:, 2]) * float(geometry.similarity_scale(P_src))
     return y_src, y_dst, np.full(len(x_src), weight * len(src.sample) / len(x_src)), huber * depth, None
 
 
@@ -137,7 +137,7 @@ def align_keyframes(keyframes: dict[int, Keyframe], poses: dict[int, np.ndarray]
     measured: dict[tuple[int, int], np.ndarray] = {}
     for e in edges:
         if e.a in P and e.b in P and e.a != e.b:
-            measured.setdefault((e.a, e.b), sim3.relative(P[e.a], P[e.b]))
+            measured.setdefault((e.a, e.b), geometry.relative_pose(P[e.a], P[e.b]))
     pairs = alignment_pairs(ids, edges, cfg.skip_edges)
     heldout = heldout_pairs(ids, set(pairs), cfg.skip_edges)
     stats: dict = {"pairs": len(pairs), "iterations": cfg.iterations}
@@ -148,7 +148,7 @@ def align_keyframes(keyframes: dict[int, Keyframe], poses: dict[int, np.ndarray]
         key = (min(e.a, e.b), max(e.a, e.b))
         if real_count.get(key, 0) >= MIN_CORRESPONDENCES and e.a in P and e.b in P:
             info = {**e.info, "aligned": True, "measured": e.info.get("measured", e.T_ab)}
-            e = dataclasses.replace(e, T_ab=sim3.relative(P[e.a], P[e.b]), info=info)
+            e = dataclasses.replace(e, T_ab=geometry.relative_pose(P[e.a], P[e.b]), info=info)
         out_edges.append(e)
     new_poses = dict(poses)
     new_poses.update(P)

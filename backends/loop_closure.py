@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from backends import sim3
+from slam import geometry
 from backends.config import GlobalAlignmentConfig, KeyframeConfig, LoopClosureConfig
 from backends.global_alignment import align_pair
 from backends.keyframer import median_depth
@@ -100,7 +100,7 @@ def _to_stream_units(kf_a: Keyframe, kf_b: Keyframe, pair: PairEstimate, T: np.n
     ca = pair.conf_a if pair.conf_a is not None else np.ones(pair.points_a.shape[:2], np.float32)
     cb = pair.conf_b if pair.conf_b is not None else np.ones(pair.points_b.shape[:2], np.float32)
     za = median_depth(pair.points_a, ca)
-    pts_b_in_b = sim3.transform_points(sim3.inverse(T), pair.points_b.reshape(-1, 3).astype(np.float64))
+    pts_b_in_b = geometry.transform_points(geometry.inverse_pose(T), pair.points_b.reshape(-1, 3).astype(np.float64))
     zb = median_depth(pts_b_in_b.reshape(pair.points_b.shape), cb)
     sig_a = median_depth(kf_a.points, kf_a.confidence, min_conf) / za
     sig_b = median_depth(kf_b.points, kf_b.confidence, min_conf) / zb
@@ -126,7 +126,7 @@ def pair_hypothesis(frontend: PairEstimator, kf_a: Keyframe, kf_b: Keyframe, cfg
         T[:3, :3] *= float(pair.scale)
     if not kf_a.metric or not kf_b.metric:
         T = _to_stream_units(kf_a, kf_b, pair, T, kf_cfg.min_confidence)
-    return (T if use_sim3 else sim3.rigid(T)), conf, "ok"
+    return (T if use_sim3 else geometry.rigid(T)), conf, "ok"
 
 
 def verify_pair(frontend: PairEstimator, kf_a: Keyframe, kf_b: Keyframe, cfg: LoopClosureConfig,
@@ -160,9 +160,9 @@ def check_geometry(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: LoopCl
         for stage in _REFINE:
             T, stats = align_pair(kf_a, kf_b, T, stage, min_confidence, use_sim3)
         info["observability"] = round(stats["observability"], 6)
-        corr = sim3.relative(T_ab, T)
+        corr = geometry.relative_pose(T_ab, T)
         move_t = float(np.linalg.norm(corr[:3, 3])) / depth
-        move_r = sim3.rotation_angle(sim3.rotation_of(corr))
+        move_r = geometry.rotation_angle(geometry.rotation_of(corr))
         info.update(correction=round(move_t, 5), correction_deg=round(float(np.degrees(move_r)), 4))
         if max(move_t, move_r) > cfg.max_correction:
             return Verification(False, f"refinement moved the hypothesis too much ({move_t:.3f} depth, "
@@ -195,16 +195,16 @@ def _dense_refine(frontend: PairEstimator, kf_a: Keyframe, kf_b: Keyframe, T_ab:
         info["dense"] = "not applicable"
         return T_ab
     try:
-        est = refine(kf_a.frame, kf_b.frame, sim3.rigid(T_ab))
+        est = refine(kf_a.frame, kf_b.frame, geometry.rigid(T_ab))
     except Exception as exc:  # noqa: BLE001 - a failing refinement keeps the point-refined hypothesis
         info["dense"] = f"failed: {exc!r}"
         return T_ab
     if est is None or not np.isfinite(est.T_ab).all():
         info["dense"] = "none"
         return T_ab
-    corr = sim3.relative(sim3.rigid(T_ab), np.asarray(est.T_ab, dtype=np.float64))
+    corr = geometry.relative_pose(geometry.rigid(T_ab), np.asarray(est.T_ab, dtype=np.float64))
     move_t = float(np.linalg.norm(corr[:3, 3])) / depth
-    move_r = sim3.rotation_angle(sim3.rotation_of(corr))
+    move_r = geometry.rotation_angle(geometry.rotation_of(corr))
     info.update(dense_correction=round(move_t, 5), dense_correction_deg=round(float(np.degrees(move_r)), 4))
     if max(move_t, move_r) > max_correction:
         info["dense"] = "rejected (moved too far)"
@@ -263,7 +263,7 @@ class LoopCloser:
         """
         res = None
         if T_prior is not None and self.cfg.use_graph_prior and self.cfg.refine:  # unrefined, it restates the graph
-            T = T_prior if self.use_sim3 else sim3.rigid(T_prior)
+            T = T_prior if self.use_sim3 else geometry.rigid(T_prior)
             res = check_geometry(kf_a, kf_b, T, self.cfg, self.kf_cfg.min_confidence, self.use_sim3,
                                  frontend=self.frontend)
             res.info["hypothesis"] = "graph"

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import open3d as o3d
+from slam.atomic import atomic_path
 
 
 def _atomic(path: Path, write) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # Open3D picks the format from the suffix
-    if not write(str(tmp)):
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"{path}: Open3D could not write the file")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # Open3D picks the format from the suffix, which the temporary file keeps
+        if not write(str(tmp)):
+            raise OSError(f"{path}: Open3D could not write the file")
     return path
 
 

@@ -28,7 +28,6 @@ import copy
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,8 @@ from evo.core.trajectory import PoseTrajectory3D
 
 from slam.errors import DatasetError
 from slam.geometry import rotation_part
-from slam.trajectory import Trajectory, detect_format, read_trajectory, write_text_atomic
+from slam.atomic import write_bytes_atomic, write_text_atomic
+from slam.trajectory import Trajectory, detect_format, read_trajectory
 
 KITTI_LENGTHS_M = (100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
 KITTI_REL_TOLERANCE = 0.01
@@ -200,11 +200,7 @@ def plot_trajectories(est: Trajectory, gt: Trajectory, png_path: str | Path,
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png_path.with_name(f".{png_path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, png_path)
+    write_bytes_atomic(png_path, buffer.getvalue())
 
 
 #: ``--align`` choices of ``slam eval`` (evo: ``-a`` = se3, ``-as`` = sim3, ``--align_origin`` = origin).

@@ -11,8 +11,6 @@ Writers are atomic (temporary file + rename), so an interrupted write never leav
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 
 from slam.errors import DatasetError
 from slam.geometry import pose_from_tq, pose_to_tq
+from slam.atomic import write_text_atomic
 
 
 @dataclass
@@ -60,20 +59,6 @@ class Trajectory:
 
 
 # --------------------------------------------------------------------------------------------- I/O helpers
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _data_lines(path: Path) -> list[tuple[int, list[str]]]:
