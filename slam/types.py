@@ -28,6 +28,11 @@ class Frame:
         K: 3x3 pinhole intrinsics for the ``rgb`` size, or None if unknown.
         gt_pose: 4x4 camera-to-world ground-truth pose, or None.
         source: where the frame came from (file path), for error messages.
+        right: HxWx3 uint8 RGB image of the right camera of a rectified stereo pair (same size, same ``K``,
+            rows aligned with ``rgb``; a point at depth z metres appears ``K[0,0] * baseline / z`` pixels
+            further left in it), or None for monocular / RGB-D frames.
+        baseline: stereo baseline in metres (right camera centre at ``+baseline`` along the left camera's
+            x axis), or None without ``right``.
     """
 
     index: int
@@ -37,6 +42,8 @@ class Frame:
     K: np.ndarray | None = None
     gt_pose: np.ndarray | None = None
     source: str = ""
+    right: np.ndarray | None = None
+    baseline: float | None = None
 
     @property
     def size(self) -> tuple[int, int]:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Per-frame latency and peak memory of the CUT3R-family update rules (cut3r, ttt3r, ttsa3r).
+"""Per-frame latency and peak memory of the CUT3R-family update rules (cut3r, ttt3r, ttsa3r), or of
+STream3R's streaming modes (``--frontend stream3r``: causal and window).
 
 The network has random weights (timings do not depend on their values). One streaming session per rule
 runs on the same sequence of random frames; the rules are *interleaved frame by frame* (with the order
@@ -22,9 +23,17 @@ Peak memory per rule:
   reset is not possible, ``resource.getrusage().ru_maxrss`` is used: then the figure is process-wide and
   not per rule (reported as ``"mem_method": "ru_maxrss"``).
 
+STream3R (``--frontend stream3r``): sizes ``tiny`` (the public fixture architecture, 42x70 input) and
+``full`` (the released architecture, 392x518 input, i.e. a 4:3 image after the official preprocessing).
+The weights are random (normal, std 0.02). Modes ``causal`` and ``window`` (window 5) are interleaved frame
+by frame; the JSON also holds the per-frame lists ``ms`` and ``peak_mb`` (vs frame index: causal grows with
+its KV cache, window stays flat). ``--official-layout DIR`` first writes the random model in the official
+layout (``config.json`` + ``model.safetensors``) and benchmarks the network loaded back strictly from it.
+
 Example::
 
     python tools/bench_frontend.py --size 224 --frames 6 --device cpu --json bench_224.json
+    python tools/bench_frontend.py --frontend stream3r --size full --frames 3 --warmup 1
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ import torch  # noqa: E402
 
 RULES = ("cut3r", "ttt3r", "ttsa3r")
 SIZES = ("tiny", "224", "512")
+STREAM3R_MODES = ("causal", "window")
+STREAM3R_SIZES = ("tiny", "full")
 
 
 def model_config(size: str):
@@ -163,7 +174,93 @@ def run(size: str, frames: int, device: str, warmup: int = 1, seed: int = 0) -> 
     return results
 
 
+def stream3r_config(size: str):
+    """(STream3R network config, (H, W) input size) for a benchmark size name."""
+    from frontends.stream3r.config import Stream3rNetConfig
+
+    if size == "tiny":  # shared/fixtures/stream3r/model
+        cfg = Stream3rNetConfig(img_size=70, embed_dim=64, patch_embed_depth=2, patch_embed_num_heads=4,
+                                aggregator_depth=6, aggregator_num_heads=4, camera_trunk_depth=2, camera_num_heads=4,
+                                dpt_features=32, dpt_out_channels=(16, 32, 64, 64),
+                                dpt_intermediate_layer_idx=(1, 3, 4, 5))
+        return cfg, (42, 70)
+    if size == "full":
+        return Stream3rNetConfig(), (392, 518)
+    raise ValueError(f"unknown STream3R size {size!r} (use one of {', '.join(STREAM3R_SIZES)})")
+
+
+def random_stream3r(size: str, device: torch.device, seed: int = 0, official_layout: Path | None = None):
+    """Random-weight STream3R (std 0.02, LayerNorm weights 1); optionally round-tripped through the official layout."""
+    from frontends.stream3r.checkpoint import build_model, load_model, save_model
+
+    cfg, hw = stream3r_config(size)
+    net = build_model(cfg, None, device="cpu" if official_layout else device)
+    gen = torch.Generator(device=net.aggregator.camera_token.device).manual_seed(seed)
+    with torch.no_grad():
+        for module in net.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if isinstance(module, torch.nn.LayerNorm):
+                    p.fill_(1.0 if name == "weight" else 0.0)
+                else:
+                    p.normal_(0.0, 0.02, generator=gen)
+    if official_layout is not None:
+        save_model(net, official_layout)
+        del net
+        net = load_model(official_layout, device=device)
+    return net, hw
+
+
+def run_stream3r(size: str, frames: int, device: str, warmup: int = 1, seed: int = 0,
+                 official_layout: Path | None = None) -> dict:
+    """Benchmark STream3R causal and window streaming; returns ``{mode: figures}`` (see module doc)."""
+    if frames <= warmup:
+        raise ValueError(f"--frames ({frames}) must be larger than --warmup ({warmup})")
+    dev = torch.device(device)
+    net, (h, w) = random_stream3r(size, dev, seed, official_layout)
+    images = [torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed + i)).to(dev) for i in range(frames)]
+    sessions = {mode: net.session(mode=mode, window=5) for mode in STREAM3R_MODES}
+    probe = MemoryProbe(dev)
+    per = {mode: {"ms": [], "cpu_ms": [], "peak_mb": [], "extra_mb": []} for mode in STREAM3R_MODES}
+    for i, img in enumerate(images):
+        for mode in (STREAM3R_MODES if i % 2 == 0 else STREAM3R_MODES[::-1]):
+            probe.start()
+            start, cpu_start = time.perf_counter(), time.process_time()
+            out = sessions[mode].step(img)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            rec = per[mode]
+            rec["ms"].append((time.perf_counter() - start) * 1e3)
+            rec["cpu_ms"].append((time.process_time() - cpu_start) * 1e3)
+            peak, extra = probe.stop()
+            rec["peak_mb"].append(peak)
+            rec["extra_mb"].append(extra)
+            del out
+    results = {}
+    for mode, rec in per.items():
+        timed = rec["ms"][warmup:]
+        results[mode] = {
+            "ms_per_frame": statistics.median(timed), "ms_mean": statistics.fmean(timed), "ms_min": min(timed),
+            "cpu_ms_per_frame": statistics.median(rec["cpu_ms"][warmup:]),
+            "peak_mem_mb": max(rec["peak_mb"][warmup:]), "peak_extra_mb": max(rec["extra_mb"][warmup:]),
+            "frames_timed": len(timed), "ms": rec["ms"], "peak_mb": rec["peak_mb"],
+            "size": size, "input_hw": [h, w], "device": device, "threads": torch.get_num_threads(),
+            "mem_method": probe.method, "official_layout": official_layout is not None,
+        }
+    return results
+
+
 def format_table(results: dict) -> str:
+    if set(results) == set(STREAM3R_MODES):
+        first = results["causal"]
+        lines = [f"stream3r size={first['size']} input={first['input_hw'][0]}x{first['input_hw'][1]} "
+                 f"device={first['device']} threads={first['threads']} frames timed={first['frames_timed']} "
+                 f"memory={first['mem_method']}",
+                 f"{'mode':<8} {'ms/frame (median)':>18} {'min':>9} {'cpu ms':>9} {'peak MB':>9} {'extra MB':>9}"]
+        for mode in STREAM3R_MODES:
+            r = results[mode]
+            lines.append(f"{mode:<8} {r['ms_per_frame']:>18.1f} {r['ms_min']:>9.1f} {r['cpu_ms_per_frame']:>9.1f} "
+                         f"{r['peak_mem_mb']:>9.1f} {r['peak_extra_mb']:>9.1f}")
+        return "\n".join(lines)
     first = results[RULES[0]]
     lines = [f"size={first['size']} input={first['input_hw'][0]}x{first['input_hw'][1]} device={first['device']} "
              f"threads={first['threads']} frames timed={first['frames_timed']} memory={first['mem_method']}",
@@ -179,13 +276,21 @@ def format_table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", choices=SIZES, default="tiny")
+    parser.add_argument("--frontend", choices=("cut3r", "stream3r"), default="cut3r")
+    parser.add_argument("--size", choices=sorted(set(SIZES) | set(STREAM3R_SIZES)), default="tiny")
     parser.add_argument("--frames", type=int, default=6, help="frames per rule, warm-up included")
     parser.add_argument("--warmup", type=int, default=1, help="leading frames excluded from the figures")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
+    parser.add_argument("--official-layout", type=Path, default=None,
+                        help="stream3r: write the random model to this folder and benchmark it loaded back")
     args = parser.parse_args(argv)
+    valid = STREAM3R_SIZES if args.frontend == "stream3r" else SIZES
+    if args.size not in valid:
+        print(f"error: --size {args.size} is not a {args.frontend} size (use one of {', '.join(valid)})",
+              file=sys.stderr)
+        return 2
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: --device cuda requested but CUDA is not available", file=sys.stderr)
         return 2
@@ -194,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = run(args.size, args.frames, args.device, args.warmup)
+    if args.frontend == "stream3r":
+        results = run_stream3r(args.size, args.frames, args.device, args.warmup, official_layout=args.official_layout)
+    else:
+        results = run(args.size, args.frames, args.device, args.warmup)
     print(format_table(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

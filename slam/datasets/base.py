@@ -34,6 +34,8 @@ class DatasetConfig:
         max_time_diff: maximum time-stamp difference in seconds for rgb/depth/ground-truth association.
         camera: KITTI camera folder ('image_2' colour left, 'image_0' grey left); None = first present.
         sequence: KITTI sequence id ('00'...) when ``path`` is the dataset root; None = infer from path.
+        stereo: load the right image of a stereo pair (KITTI ``image_1``/``image_3``): True = required,
+            False = never, None = when the partner folder exists.
     """
 
     kind: str = "auto"
@@ -47,6 +49,7 @@ class DatasetConfig:
     max_time_diff: float = 0.02
     camera: str | None = None
     sequence: str | None = None
+    stereo: bool | None = None
 
 
 class Dataset(ABC):
