@@ -16,14 +16,25 @@ from typing import Iterator
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; when the block ends without error it replaces ``path``,
-    otherwise it is removed. Creates the parent folder."""
+    otherwise it is removed and ``path`` keeps its previous content. Creates the parent folder.
+
+    Raises:
+        OSError whose ``filename`` is ``path`` (disk full, file too large, not writable), also for an
+        OSError raised inside the block.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as exc:  # the error names the file the caller asked for, not the temporary one
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

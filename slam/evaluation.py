@@ -30,6 +30,7 @@ What :func:`evaluate` computes (all through ``evo.core``; nothing here re-implem
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -288,11 +289,24 @@ def run_eval(est_path: str | Path, gt_path: str | Path, out_dir: str | Path, fmt
     gt = read_trajectory(gt_path, formats[1])
     if kitti is None:
         kitti = "kitti" in formats
-    result = {"alignment": align, "ate_rmse": ate_with_alignment(est, gt, align, max_time_diff)}
-    result.update(evaluate(est, gt, kitti=kitti, max_time_diff=max_time_diff))
+    with _naming_inputs(est_path, gt_path):
+        result = {"alignment": align, "ate_rmse": ate_with_alignment(est, gt, align, max_time_diff)}
+        result.update(evaluate(est, gt, kitti=kitti, max_time_diff=max_time_diff))
     result.update(estimate=str(est_path), ground_truth=str(gt_path), t_max_diff=max_time_diff)
     print(format_table(result))
     out_dir = Path(out_dir)
     write_text_atomic(out_dir / EVAL_METRICS_FILE, json.dumps(result, indent=2) + "\n")
-    plot_trajectories(est, gt, out_dir / EVAL_PLOT_FILE, max_time_diff=max_time_diff)
+    with _naming_inputs(est_path, gt_path):
+        plot_trajectories(est, gt, out_dir / EVAL_PLOT_FILE, max_time_diff=max_time_diff)
     return result
+
+
+@contextlib.contextmanager
+def _naming_inputs(est_path: str | Path, gt_path: str | Path):
+    """Errors about the pair (association, alignment) name both files."""
+    try:
+        yield
+    except DatasetError as err:
+        if err.path is not None:
+            raise
+        raise DatasetError(f"{err.problem} (estimate: {est_path}; ground truth: {gt_path})") from None
