@@ -43,9 +43,9 @@ from evo.core.filters import FilterException
 from evo.core.geometry import GeometryException
 from evo.core.trajectory import PoseTrajectory3D
 
+from slam.atomic import write_bytes_atomic, write_text_atomic
 from slam.errors import DatasetError
 from slam.geometry import rotation_part
-from slam.atomic import write_bytes_atomic, write_text_atomic
 from slam.trajectory import Trajectory, detect_format, read_trajectory
 
 KITTI_LENGTHS_M = (100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
