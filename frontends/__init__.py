@@ -11,6 +11,7 @@ __all__ = ["FRONTENDS", "Frontend", "create", "frontend_config_class"]
 # Built-in frontends register on import. Optional heavy ones fail softly (their import error is
 # reported when somebody asks for them by name).
 from frontends import rgbd as _rgbd  # noqa: E402,F401
+from frontends import perturbed as _perturbed  # noqa: E402,F401
 
 try:  # pragma: no cover - exercised when torch is installed (always in this project)
     from frontends.cut3r import slam_frontend as _cut3r  # noqa: F401
