@@ -196,6 +196,11 @@ class GlobalAlignmentConfig:
             pairs (not used by the alignment) and keeps every odometry edge within ``max_odometry_residual``
             sigmas of its original measurement; otherwise keep the pose-graph solution.
         max_odometry_residual: see ``safeguard`` (whitened units of the odometry noise model).
+        solve_scale: with a Sim(3) graph (up-to-scale frontends), also solve each keyframe's scale from the
+            points; False keeps the scales of the pose-graph solution (odometry, loops, segment links) and
+            aligns rotations and translations only. Point-to-plane residuals of one depth map leave scale
+            and translation along the viewing direction nearly interchangeable, so per-keyframe scales solved
+            from them wander (noise in every keyframe's depth becomes scale noise along the trajectory).
     """
 
     enabled: bool | None = None
@@ -208,6 +213,7 @@ class GlobalAlignmentConfig:
     prior_weight: float = 1.0
     safeguard: bool = True
     max_odometry_residual: float = 5.0
+    solve_scale: bool = False
 
     def validate(self) -> None:
         if self.prior_weight < 0 or self.max_odometry_residual <= 0:

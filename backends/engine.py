@@ -227,7 +227,7 @@ class BackendEngine:
         t0 = time.perf_counter()
         ga = self.cfg.global_alignment
         res = align_keyframes(self.keyframes, self.graph.poses(), self.graph.edges, ga,
-                              self.cfg.keyframe.min_confidence, self.use_sim3)
+                              self.cfg.keyframe.min_confidence, self.use_sim3 and ga.solve_scale)
         worst = self._worst_odometry_residual(res.poses)
         res.stats["worst_odometry_residual"] = round(worst, 3)
         accepted = not ga.safeguard or (res.improved and worst <= ga.max_odometry_residual)

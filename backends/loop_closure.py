@@ -93,17 +93,51 @@ def confident_points(kf: Keyframe, min_confidence: float, limit: int = MAX_VERIF
     return pts
 
 
-def _to_stream_units(kf_a: Keyframe, kf_b: Keyframe, pair: Any, T: np.ndarray, min_conf: float) -> np.ndarray:
-    """Convert a pair-unit Sim(3) ``T_ab`` into the keyframes' stream units (up-to-scale frontends)."""
+#: fewer pixels valid in both pointmaps than this: the scale falls back to the ratio of median depths
+MIN_SCALE_PIXELS = 50
+
+
+def relative_scale(points: np.ndarray, confidence: np.ndarray, other: np.ndarray, other_conf: np.ndarray,
+                   min_confidence: float = 0.0) -> tuple[float, float]:
+    """Robust factor ``f`` with ``points ~ f * other``: two camera-frame pointmaps of one view in two units.
+
+    ``points`` (m, n, 3) is compared with ``other`` (H, W, 3, the same view at any resolution, sampled at the
+    nearest grid positions) pixel by pixel: ``f`` is the median depth ratio over pixels confident and in
+    front in both, and the spread is the median absolute deviation of the log ratios (0 = exact). With fewer
+    than :data:`MIN_SCALE_PIXELS` such pixels the ratio of the two median depths is returned (spread nan).
+    """
+    m, n = points.shape[:2]
+    H, W = other.shape[:2]
+    rows = np.minimum((np.arange(m) * H / m).astype(int), H - 1)
+    cols = np.minimum((np.arange(n) * W / n).astype(int), W - 1)
+    z = points[..., 2].astype(np.float64)
+    zo = other[rows][:, cols, 2].astype(np.float64)
+    ok = (confidence > min_confidence) & (other_conf[rows][:, cols] > 0) & (z > 0) & (zo > 0)
+    ok &= np.isfinite(z) & np.isfinite(zo)
+    if ok.sum() < MIN_SCALE_PIXELS:
+        return median_depth(points, confidence, min_confidence) / median_depth(other, other_conf), float("nan")
+    log_ratio = np.log(z[ok] / zo[ok])
+    med = float(np.median(log_ratio))
+    return float(np.exp(med)), float(np.median(np.abs(log_ratio - med)))
+
+
+def _to_stream_units(kf_a: Keyframe, kf_b: Keyframe, pair: Any, T: np.ndarray, min_conf: float,
+                     info: dict | None = None) -> np.ndarray:
+    """Convert a pair-unit Sim(3) ``T_ab`` into the keyframes' stream units (up-to-scale frontends).
+
+    Each keyframe's unit relative to the pair's comes from :func:`relative_scale` of its stored pointmap
+    against the pair's pointmap of the same view (b's brought back into b's camera by ``T``).
+    """
     if pair.points_a is None or pair.points_b is None:
         return T
     ca = pair.conf_a if pair.conf_a is not None else np.ones(pair.points_a.shape[:2], np.float32)
     cb = pair.conf_b if pair.conf_b is not None else np.ones(pair.points_b.shape[:2], np.float32)
-    za = median_depth(pair.points_a, ca)
     pts_b_in_b = sim3.transform_points(sim3.inverse(T), pair.points_b.reshape(-1, 3).astype(np.float64))
-    zb = median_depth(pts_b_in_b.reshape(pair.points_b.shape), cb)
-    sig_a = median_depth(kf_a.points, kf_a.confidence, min_conf) / za
-    sig_b = median_depth(kf_b.points, kf_b.confidence, min_conf) / zb
+    pts_b_in_b = pts_b_in_b.reshape(pair.points_b.shape)
+    sig_a, spread_a = relative_scale(kf_a.points, kf_a.confidence, pair.points_a, ca, min_conf)
+    sig_b, spread_b = relative_scale(kf_b.points, kf_b.confidence, pts_b_in_b, cb, min_conf)
+    if info is not None:
+        info.update(unit_a=round(sig_a, 5), unit_b=round(sig_b, 5), unit_spread=round(max(spread_a, spread_b), 5))
     return np.diag([sig_a] * 3 + [1.0]) @ T @ np.diag([1.0 / sig_b] * 3 + [1.0])
 
 
