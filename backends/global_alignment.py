@@ -18,11 +18,17 @@ The normal equations are assembled per pose pair (7x7 blocks) and solved with a 
 step: without its optional sparse backend (``bae``, not on PyPI) it forms the dense Jacobian, residuals x
 7N parameters, e.g. ~1.2 M point residuals x 1400 parameters (~13 GB in float64) for 200 keyframes.
 
-Safeguard: covisible keyframe pairs that the alignment does *not* use (``(i, i+2+skip_edges)`` and
-``(i, i+3+skip_edges)``) are held out; their truncated point-to-plane error
-(:func:`backends.projective.consistency_error`) is measured before and after. The result is accepted only
-when the held-out error decreased; the engine also checks that no odometry edge's original measurement is
-violated by more than ``max_odometry_residual`` sigmas. Otherwise the pose-graph solution is kept.
+Safeguard, a measure of trajectory accuracy that the alignment does not optimise directly: (1) covisible
+keyframe pairs that the alignment does *not* use, short-range ``(i, i+2+skip_edges)``, ``(i, i+3+skip_edges)``
+and far ones (:func:`far_pairs`: keyframes far apart in the stream that see the same surfaces, i.e. the
+places where loops close, where long-range drift shows) are held out; their truncated point-to-plane error
+(:func:`backends.projective.consistency_error`) must decrease in both sets; (2) the engine checks that the
+loop and segment-link measurements are not fitted worse than by the pose graph (RMS whitened residual) and
+that no odometry edge's original measurement is violated by more than ``max_odometry_residual`` sigmas.
+Otherwise the pose-graph solution is kept. With a Sim(3) graph the keyframe scales are kept at the pose
+graph's (``solve_scale``): point-to-plane errors cannot tell a keyframe's scale from its translation along
+the view, and on real data a free-scale alignment lowered every point-consistency figure while the
+trajectory got worse (see ``docs/sim3_real_data.md``).
 
 The result replaces the measurement of every edge that had enough real correspondences by the aligned
 relative pose, so that the re-seeded pose graph reproduces the aligned poses.
@@ -61,7 +67,9 @@ class AlignmentResult:
         poses: keyframe id -> 4x4 Sim(3) ``T_wk`` after alignment (input poses for ids not aligned).
         edges: copies of the input edges, measurements replaced where the edge had real correspondences.
         stats: JSON-ready figures (costs, correspondences, held-out errors).
-        improved: the held-out consistency error decreased (True when nothing was held out).
+        improved: the consistency error of both held-out sets decreased: short-range pairs the alignment did
+            not use, and far covisible pairs (where the trajectory meets itself again; :func:`far_pairs`).
+            A set with too few points to count does not block.
     """
 
     poses: dict[int, np.ndarray]
@@ -177,7 +185,7 @@ def align_keyframes(keyframes: dict[int, Keyframe], poses: dict[int, np.ndarray]
         out_edges.append(e)
     new_poses = dict(poses)
     new_poses.update(P)
-    return AlignmentResult(new_poses, out_edges, stats, improved)
+    return AlignmentResult(new_poses, out_edges, stats, improved and far_improved)
 
 
 def align_pair(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: GlobalAlignmentConfig,

@@ -14,11 +14,16 @@ Verification of a candidate (old keyframe ``a``, new keyframe ``b``) tries up to
   2. ``frontend.pair(a.frame, b.frame)`` (``pair_estimate``): a fresh estimate from the two frames, which
      survives any drift but costs a frontend call; asked for at most ``max_pair_estimates`` candidates per
      new keyframe, best-scored first, and only when hypothesis 1 failed. Up-to-scale frontends: the pair's
-     units are converted to each keyframe's stream units from the ratio of median depths.
+     unit is converted to each keyframe's stream unit by a robust per-pixel fit of the keyframe's stored
+     pointmap against the pair's pointmap of the same view (:func:`relative_scale`), so the hypothesis is a
+     Sim(3) whose scale is the two keyframes' unit ratio.
 Geometric check of a hypothesis on the stored (downsampled) pointmaps: the projective point-to-plane
 alignment of :func:`backends.global_alignment.align_pair` refines it, coarse to fine (Sim(3) for
 up-to-scale, SE(3) for metric frontends); a hypothesis that refinement has to move by more than
-``max_correction`` is rejected. The inlier ratio is the fraction of b's points that land on a's
+``max_correction`` (translation in units of scene depth, rotation, and for Sim(3) log scale) is rejected.
+Up-to-scale keyframes: the observability test applies to the rigid part (scale and translation along the
+view are nearly interchangeable for one depth map, so the 7-dof ratio would reject most views); the scale
+is bounded by the correction test. The inlier ratio is the fraction of b's points that land on a's
 surface (a valid cell of a's grid) and lie within ``inlier_distance`` (relative to depth) of it.
 """
 
@@ -197,10 +202,12 @@ def check_geometry(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: LoopCl
         corr = sim3.relative(T_ab, T)
         move_t = float(np.linalg.norm(corr[:3, 3])) / depth
         move_r = sim3.rotation_angle(sim3.rotation_of(corr))
-        info.update(correction=round(move_t, 5), correction_deg=round(float(np.degrees(move_r)), 4))
-        if max(move_t, move_r) > cfg.max_correction:
+        move_s = abs(float(np.log(sim3.scale_of(corr))))  # relative change of b's depths
+        info.update(correction=round(move_t, 5), correction_deg=round(float(np.degrees(move_r)), 4),
+                    correction_log_scale=round(move_s, 5))
+        if max(move_t, move_r, move_s) > cfg.max_correction:
             return Verification(False, f"refinement moved the hypothesis too much ({move_t:.3f} depth, "
-                                f"{np.degrees(move_r):.1f} deg)", T_ab, confidence, info=info)
+                                f"{np.degrees(move_r):.1f} deg, log scale {move_s:.3f})", T_ab, confidence, info=info)
         if cfg.dense_refine and frontend is not None:
             T = _dense_refine(frontend, kf_a, kf_b, T, depth, cfg.max_correction, info)
     view_a = prepare_view(kf_a, MAX_VERIFY_POINTS, min_confidence)
