@@ -82,6 +82,9 @@ def _virtual(src: PointView, P_src: np.ndarray, P_dst: np.ndarray, T_dst_src: np
              weight: float):
     """Point pairs that encode the measurement ``T_dst_src`` (used when an edge lacks real overlap)."""
     x_src = src.grid.reshape(-1, 3)[src.sample[:: max(1, len(src.sample) // 200)]]
+    if len(x_src) == 0:  # a keyframe without valid points (e.g. no valid depth): no pairs, no division by 0
+        empty = np.zeros((0, 3))
+        return empty, empty, np.zeros(0), np.zeros(0), None
     y_src = sim3.transform_points(P_src, x_src)
     y_dst = sim3.transform_points(P_dst @ T_dst_src, x_src)
     depth = np.abs(x_src[:, 2]) * sim3.scale_of(P_src)

@@ -4,8 +4,20 @@ A frontend consumes :class:`~slam.types.Frame` objects one at a time and produce
 :class:`~slam.types.FrontendOutput` for each. It keeps whatever state it needs (a recurrent state, a
 reference keyframe) and may reset it; every reset starts a new *segment* with its own world frame.
 
-To add a frontend: write one module with a config dataclass and a :class:`Frontend` subclass decorated
-with :func:`register_frontend`, and one YAML file in ``configs/frontends/``.
+Adding a frontend (the public API is :class:`Frontend`, :func:`register_frontend` and :mod:`slam.types`):
+
+* **built-in**: one module (or package) directly under ``frontends/`` holding a config dataclass and a
+  :class:`Frontend` subclass decorated with ``@register_frontend("name", NameConfig)``, plus optionally
+  ``configs/frontends/<name>.yaml`` with the options that differ from the dataclass defaults. The registry
+  imports every module under ``frontends/`` on first use, so there is no import list to edit. The module
+  must not import torch (or load weights) at import time: listing frontends imports it.
+* **third-party**: an installed distribution with an entry point in the group ``ttsa_slam.frontends``
+  whose name is the frontend name and whose value is the module that calls :func:`register_frontend`,
+  e.g. in ``pyproject.toml``: ``[project.entry-points."ttsa_slam.frontends"] myfe = "my_pkg.frontend"``.
+  ``slam frontends`` lists it without importing it; ``frontend=myfe`` imports it.
+
+Either way the options live under ``frontend.<section>.*`` (section = name unless given), the frontend
+is built as ``cls(config)`` and ``tests/frontends/test_contract.py`` needs a case for it.
 """
 
 from __future__ import annotations
@@ -25,6 +37,11 @@ class Frontend(ABC):
 
     #: registered name, set by :func:`register_frontend`
     name: str = ""
+
+    def usable_depth(self) -> tuple[float, float] | None:
+        """Depth range (metres, exclusive low, inclusive high) this frontend uses from ``Frame.depth``, or
+        None when it ignores depth. The pipeline uses it to refuse depth maps with no usable pixel."""
+        return None
 
     @abstractmethod
     def reset(self) -> None:
@@ -60,7 +77,8 @@ class FrontendSpec:
     section: str  # name of the config sub-section under ``frontend:`` (shared by cut3r/ttt3r/ttsa3r)
 
 
-FRONTENDS: Registry[FrontendSpec] = Registry("frontend")
+FRONTENDS: Registry[FrontendSpec] = Registry("frontend", package="frontends", group="ttsa_slam.frontends",
+                                              skip=("base",))
 
 
 def register_frontend(name: str, config_cls: type, section: str | None = None):
@@ -79,9 +97,12 @@ def register_frontend(name: str, config_cls: type, section: str | None = None):
 
 
 def frontend_config_class(section: str) -> type | None:
-    """The config dataclass used by the frontends whose section is ``section`` (None if none)."""
-    for name in FRONTENDS.names():
-        spec = FRONTENDS.get(name)
+    """The config dataclass used by the frontends whose section is ``section`` (None if none).
+
+    Imports every built-in and installed frontend (sections are only known once registered).
+    """
+    FRONTENDS.load_all()
+    for spec in FRONTENDS.loaded().values():
         if spec.section == section:
             return spec.config_cls
     return None

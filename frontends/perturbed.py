@@ -25,8 +25,10 @@ Model (frame ``i`` of a segment, inner output pose ``T_i`` and camera-frame poin
   ``exp(U(-pair_log_scale, pair_log_scale))`` (the unit of the pair; the relative scale of b to a, if any,
   is kept).
 
-Every output has ``metric=False``. Each degradation draws from its own random stream derived from ``seed``,
-so that switching one on does not change the draws of the others. Written against the public frontend API
+Every output has ``metric=False``. Each degradation draws from its own random stream, seeded by ``seed``,
+the degradation and the frame index (the segment number; the two frame indices of a pair): switching one
+degradation on does not change the draws of the others, a frame gets the same draws whatever came before
+it, and the same pair of frames always answers at the same scale. Written against the public frontend API
 only (:mod:`frontends.base`, :mod:`slam.types`).
 """
 
@@ -42,6 +44,7 @@ from frontends.base import Frontend, create, frontend_config_class, register_fro
 from slam.errors import ConfigError
 from slam.types import Frame, FrontendOutput, PairEstimate
 
+_KINDS = ("scale", "noise", "pair", "drop", "segment")
 #: a dropped frame's pose confidence is the previous output's times this
 DROPPED_POSE_CONFIDENCE = 0.1
 
@@ -68,12 +71,12 @@ class PerturbedConfig:
     inner: str = "rgbd"
     inner_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
-    scale_drift: float = 0.0
+    scale_drift: float = 0.001
     scale_walk: float = 0.0
     segment_log_scale: float = 0.0
     rotation_noise_deg: float = 0.0
     translation_noise: float = 0.0
-    pair_log_scale: float = 0.0
+    pair_log_scale: float = 0.2
     reset_every: int = 0
     drop_probability: float = 0.0
 
@@ -128,22 +131,28 @@ class PerturbedFrontend(Frontend):
         except ValueError as exc:
             raise ConfigError(f"invalid value in 'frontend.perturbed': {exc}") from None
         self.inner = inner if inner is not None else create(self.cfg.inner, _inner_config(self.cfg))
-        streams = np.random.SeedSequence(self.cfg.seed).spawn(5)
-        self._rng_scale, self._rng_noise, self._rng_pair, self._rng_drop, self._rng_segment = (
-            np.random.default_rng(s) for s in streams)
         self._segment = -1
         self._count = 0
         self._start_segment()
+
+    def usable_depth(self) -> tuple[float, float] | None:
+        """The wrapped frontend's depth range."""
+        return self.inner.usable_depth()
 
     # ------------------------------------------------------------------ state
     def _start_segment(self) -> None:
         self._segment += 1
         r = self.cfg.segment_log_scale
-        self._log_scale = float(self._rng_segment.uniform(-r, r)) if r > 0 else 0.0
+        self._log_scale = float(self._rng("segment", self._segment).uniform(-r, r)) if r > 0 else 0.0
         self._inner_segment: int | None = None
         self._inner_last: np.ndarray | None = None  # inner pose of the last frame the inner frontend saw
         self._pose: np.ndarray | None = None  # reported pose of that frame
         self._last: FrontendOutput | None = None
+
+    def _rng(self, kind: str, *keys: int) -> np.random.Generator:
+        """The random stream of one degradation for one frame (or segment, or frame pair): a function of
+        ``seed``, the degradation and the keys only, so a frame gets the same draws whatever came before."""
+        return np.random.default_rng([self.cfg.seed, _KINDS.index(kind), *(int(k) for k in keys)])
 
     def reset(self) -> None:
         """Reset the inner frontend; the next step starts a new segment."""
@@ -161,7 +170,7 @@ class PerturbedFrontend(Frontend):
         if cfg.reset_every and self._count > 0 and self._count % cfg.reset_every == 0:
             self.reset()
         self._count += 1
-        dropped = cfg.drop_probability > 0 and self._rng_drop.random() < cfg.drop_probability
+        dropped = cfg.drop_probability > 0 and self._rng("drop", frame.index).random() < cfg.drop_probability
         if dropped and self._last is not None:
             out = dataclasses.replace(self._last, pose_confidence=self._last.pose_confidence * DROPPED_POSE_CONFIDENCE,
                                       stats={**self._last.stats, "dropped": True})
@@ -173,7 +182,7 @@ class PerturbedFrontend(Frontend):
         first = self._inner_segment is None
         self._inner_segment = out.segment
         if not first:
-            self._log_scale += cfg.scale_drift + (cfg.scale_walk * float(self._rng_scale.normal())
+            self._log_scale += cfg.scale_drift + (cfg.scale_walk * float(self._rng("scale", frame.index).normal())
                                                   if cfg.scale_walk > 0 else 0.0)
         s = self.scale
         if first:
@@ -181,7 +190,7 @@ class PerturbedFrontend(Frontend):
             pose[:3, 3] *= s
         else:
             rel = np.linalg.inv(self._inner_last) @ out.pose
-            rel = self._noisy(rel, out)
+            rel = self._noisy(rel, out, self._rng("noise", frame.index))
             rel[:3, 3] *= s
             pose = self._pose @ rel
         self._inner_last = np.asarray(out.pose, dtype=np.float64)
@@ -192,17 +201,17 @@ class PerturbedFrontend(Frontend):
         self._last = result
         return result
 
-    def _noisy(self, rel: np.ndarray, out: FrontendOutput) -> np.ndarray:
+    def _noisy(self, rel: np.ndarray, out: FrontendOutput, rng: np.random.Generator) -> np.ndarray:
         """``rel`` (4x4 metric relative motion) with the configured pose noise."""
         cfg = self.cfg
         rel = np.asarray(rel, dtype=np.float64).copy()
         if cfg.rotation_noise_deg > 0:
-            rel[:3, :3] = _rotation(self._rng_noise, cfg.rotation_noise_deg) @ rel[:3, :3]
+            rel[:3, :3] = _rotation(rng, cfg.rotation_noise_deg) @ rel[:3, :3]
         if cfg.translation_noise > 0:
             z = out.points[..., 2]
             ok = (out.confidence > 0) & np.isfinite(z) & (z > 0)
             depth = float(np.median(z[ok])) if ok.any() else 1.0
-            rel[:3, 3] += cfg.translation_noise * depth * self._rng_noise.normal(size=3)
+            rel[:3, 3] += cfg.translation_noise * depth * rng.normal(size=3)
         return rel
 
     # ------------------------------------------------------------------ pairs
@@ -211,7 +220,7 @@ class PerturbedFrontend(Frontend):
         (``info['perturbed_scale']``)."""
         est = self.inner.pair(a, b)
         r = self.cfg.pair_log_scale
-        f = float(np.exp(self._rng_pair.uniform(-r, r))) if r > 0 else 1.0
+        f = float(np.exp(self._rng("pair", a.index, b.index).uniform(-r, r))) if r > 0 else 1.0
         T = np.asarray(est.T_ab, dtype=np.float64).copy()
         T[:3, 3] *= f
 

@@ -7,6 +7,7 @@ message names the offending key (the loader turns it into a :class:`~slam.errors
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 #: ways of watching a run; ``viz.mode`` takes one of these (the CLI accepts ``viz=save`` as shorthand)
 VIZ_MODES = ("off", "spawn", "connect", "serve", "save")
@@ -16,6 +17,12 @@ TSDF_ENABLED = ("auto", "on", "off")
 TSDF_REBUILD = ("on_change", "on_loop", "never")
 #: what spawn/connect do when no viewer can be reached
 VIZ_FALLBACKS = ("save", "off")
+#: update schedule of the tttLRM fast weights: the checkpoint's own ('auto'), all views at once, 4-view chunks
+GAUSSIAN_MODES = ("auto", "full", "ar")
+#: dtype of the tttLRM Newton-Schulz step ('bf16' as the official code)
+GAUSSIAN_NS_DTYPES = ("bf16", "fp32")
+#: how keyframe images reach the trained aspect ratio: centre crop (default) or stretch (as the official loader)
+GAUSSIAN_FIT = ("crop", "stretch")
 
 
 @dataclass
@@ -67,6 +74,87 @@ class TsdfConfig:
 
 
 @dataclass
+class GaussiansConfig:
+    """Gaussian-splat map from the keyframes with tttLRM (optional; needs a user-downloaded checkpoint).
+
+    Attributes:
+        enabled: run the plugin (off by default).
+        checkpoint: tttLRM checkpoint (official ``.pt`` or converted ``.safetensors``).
+        config: the checkpoint's YAML in the official layout; None = ``<checkpoint>.yaml`` beside it, else the
+            released architecture.
+        mode: 'auto' (the checkpoint's ``ttt_scan``), 'full' or 'ar' (windows padded to multiples of 4 views).
+        window: keyframes per model run (the released models were trained with 16-64 views).
+        every_k_keyframes: also rebuild the map every this many new keyframes during the run; 0 = only after the
+            final optimisation.
+        image_size: ``[H, W]`` model input (multiples of 8); None = the checkpoint's trained size (536 x 960).
+        fit: 'crop' centre-crops each keyframe to the trained aspect ratio before resizing (no distortion);
+            'stretch' resizes with independent x / y factors as the official data loader does.
+        ns_dtype: Newton-Schulz dtype, 'bf16' (official) or 'fp32'.
+        autocast: on CUDA, bf16 autocast of the dense layers as the official inference; False = float32.
+        device: 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.
+        min_opacity: Gaussians with ``sigmoid(opacity) <= min_opacity`` are dropped.
+        keep_ratio: per window, keep this fraction of the Gaussians with the highest opacity (ties by index;
+            1 = keep all that pass ``min_opacity``).
+        crop_to_map: drop Gaussians outside the bounds of the keyframe map (points and keyframe centres),
+            enlarged by ``map_margin`` times their diagonal; sky and far background go.
+        map_margin: see ``crop_to_map``.
+        file: output file name inside the run folder (3DGS PLY layout).
+        rerun_max_points: at most this many Gaussian centres are logged to Rerun (highest opacity first).
+    """
+
+    enabled: bool = False
+    checkpoint: str | None = None
+    config: str | None = None
+    mode: str = "auto"
+    window: int = 16
+    every_k_keyframes: int = 0
+    image_size: list[int] | None = None
+    fit: str = "crop"
+    ns_dtype: str = "bf16"
+    autocast: bool = True
+    device: str = "auto"
+    min_opacity: float = 0.001
+    keep_ratio: float = 0.4
+    crop_to_map: bool = True
+    map_margin: float = 0.1
+    file: str = "gaussians.ply"
+    rerun_max_points: int = 200_000
+
+    def validate(self) -> None:
+        if self.mode not in GAUSSIAN_MODES:
+            raise ValueError(f"mapping.gaussians.mode: expected one of {', '.join(GAUSSIAN_MODES)}, got {self.mode!r}")
+        if self.ns_dtype not in GAUSSIAN_NS_DTYPES:
+            raise ValueError(f"mapping.gaussians.ns_dtype: expected one of {', '.join(GAUSSIAN_NS_DTYPES)}, "
+                             f"got {self.ns_dtype!r}")
+        if self.fit not in GAUSSIAN_FIT:
+            raise ValueError(f"mapping.gaussians.fit: expected one of {', '.join(GAUSSIAN_FIT)}, got {self.fit!r}")
+        if self.enabled and not self.checkpoint:
+            raise ValueError("mapping.gaussians.checkpoint: required when mapping.gaussians.enabled is true "
+                             "(download dl3dv_full.pt or dl3dv_ar.pt from Hugging Face chenwang/tttLRM)")
+        if self.enabled and not Path(self.checkpoint).expanduser().is_file():
+            raise ValueError(f"mapping.gaussians.checkpoint: file not found: {self.checkpoint} (download "
+                             "dl3dv_full.pt or dl3dv_ar.pt from Hugging Face chenwang/tttLRM)")
+        if self.window < 1:
+            raise ValueError(f"mapping.gaussians.window: must be >= 1, got {self.window}")
+        if self.every_k_keyframes < 0:
+            raise ValueError(f"mapping.gaussians.every_k_keyframes: must be >= 0, got {self.every_k_keyframes}")
+        if self.image_size is not None and (len(self.image_size) != 2 or any(v < 8 or v % 8 for v in self.image_size)):
+            raise ValueError(f"mapping.gaussians.image_size: expected [H, W], multiples of 8, got {self.image_size}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"mapping.gaussians.device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not 0.0 <= self.min_opacity < 1.0:
+            raise ValueError(f"mapping.gaussians.min_opacity: must be in [0, 1), got {self.min_opacity}")
+        if not 0.0 < self.keep_ratio <= 1.0:
+            raise ValueError(f"mapping.gaussians.keep_ratio: must be in (0, 1], got {self.keep_ratio}")
+        if self.map_margin < 0:
+            raise ValueError(f"mapping.gaussians.map_margin: must be >= 0, got {self.map_margin}")
+        if not self.file.endswith(".ply"):
+            raise ValueError(f"mapping.gaussians.file: must end in .ply, got {self.file!r}")
+        if self.rerun_max_points < 0:
+            raise ValueError(f"mapping.gaussians.rerun_max_points: must be >= 0, got {self.rerun_max_points}")
+
+
+@dataclass
 class MappingConfig:
     """The keyframe point map and its exports.
 
@@ -83,6 +171,7 @@ class MappingConfig:
         export_mesh: write ``mesh.ply`` (TSDF mesh) when a TSDF is built.
         points_file: file name of the point map inside the output folder.
         mesh_file: file name of the mesh inside the output folder.
+        gaussians: Gaussian-splat map with tttLRM (optional plugin, off by default).
     """
 
     voxel_size: float = 0.02
@@ -94,6 +183,7 @@ class MappingConfig:
     export_mesh: bool = True
     points_file: str = "map.ply"
     mesh_file: str = "mesh.ply"
+    gaussians: GaussiansConfig = field(default_factory=GaussiansConfig)
 
     def validate(self) -> None:
         if self.voxel_size < 0:
@@ -106,6 +196,7 @@ class MappingConfig:
             if not name.endswith(".ply"):
                 raise ValueError(f"mapping.{key}: must end in .ply, got {name!r}")
         self.tsdf.validate()
+        self.gaussians.validate()
 
 
 @dataclass

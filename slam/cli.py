@@ -1,4 +1,4 @@
-"""The ``slam`` command: ``run``, ``demo``, ``eval`` and ``frontends``.
+"""The ``slam`` command: ``run``, ``demo``, ``eval``, ``frontends``, ``bench`` and ``export``.
 
 Problems with the user's input (files, data, config, checkpoints) end with a one-line ``error: ...`` on
 stderr and exit code 2; ``--debug`` shows the full traceback instead. Ctrl-C writes what was computed and
@@ -48,13 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     _add_common(p_demo)
 
-    p_eval = sub.add_parser("eval", help="evaluate a trajectory against ground truth (ATE, RPE via evo)")
-    p_eval.add_argument("estimate", type=Path, help="estimated trajectory (TUM or KITTI format)")
-    p_eval.add_argument("groundtruth", type=Path, help="ground-truth trajectory (TUM or KITTI format)")
-    p_eval.add_argument("--out", type=Path, default=None, help="folder for metrics.json and the plot "
+    p_eval = sub.add_parser("eval", help="evaluate a trajectory against ground truth (ATE, RPE via evo)",
+                            description="slam eval --ref GT --est EST, evo's order slam eval tum|kitti GT EST, "
+                                        "or slam eval EST GT. Writes eval_metrics.json and eval_trajectories.png.")
+    p_eval.add_argument("files", nargs="*", type=Path, metavar="FILE", help="EST GT, or FORMAT GT EST (as evo)")
+    p_eval.add_argument("--ref", type=Path, help="ground-truth trajectory (TUM or KITTI format)")
+    p_eval.add_argument("--est", type=Path, help="estimated trajectory (TUM or KITTI format)")
+    p_eval.add_argument("--out", type=Path, default=None, help="folder for eval_metrics.json and the plot "
                         "(default: the estimate's folder)")
     p_eval.add_argument("--format", choices=["auto", "tum", "kitti"], default="auto")
+    p_eval.add_argument("--alignment", choices=["se3", "sim3", "origin", "none"], default=None,
+                        help="alignment of the reported ate_rmse (default sim3; SE(3)/Sim(3) ATE always listed)")
+    p_eval.add_argument("-a", "--align", action="store_true", help="as evo: SE(3) Umeyama alignment")
+    p_eval.add_argument("-s", "--correct_scale", action="store_true", help="as evo: with scale (Sim(3))")
+    p_eval.add_argument("--align_origin", action="store_true", help="as evo: align the first poses")
+    p_eval.add_argument("--t_max_diff", type=float, default=0.01, help="max time-stamp difference (s) to associate")
     _add_common(p_eval)
+
+    from slam.bench.cli import add_parser as add_bench_parser
+    from slam.export.cli import add_parser as add_export_parser
+
+    add_bench_parser(sub, _add_common)
+    add_export_parser(sub, _add_common)
 
     p_list = sub.add_parser("frontends", help="list registered frontends and datasets")
     _add_common(p_list)
@@ -73,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SlamError("no data given: use --data PATH (or dataset.path=PATH)", "command line")
     result = run(cfg, progress=not args.quiet)
     _print_summary(result)
-    return EXIT_INTERRUPTED if result.interrupted else 0
+    return result.exit_code or (EXIT_INTERRUPTED if result.interrupted else 0)
 
 
 def _image_size(text: str) -> tuple[int, int]:
@@ -96,14 +111,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
                           overrides=["frontend.name=rgbd", *args.overrides])
     result = run(cfg, progress=not args.quiet)
     _print_summary(result)
-    return EXIT_INTERRUPTED if result.interrupted else 0
+    return result.exit_code or (EXIT_INTERRUPTED if result.interrupted else 0)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from slam.evaluation import run_eval
 
-    out = args.out if args.out is not None else args.estimate.parent
-    run_eval(args.estimate, args.groundtruth, out, fmt=args.format)
+    files, fmt = list(args.files), args.format
+    if args.ref is not None or args.est is not None:
+        if args.ref is None or args.est is None or files:
+            raise SlamError("give both --ref GT and --est EST (and no positional files)", "slam eval")
+        est, gt = args.est, args.ref
+    elif len(files) == 3 and str(files[0]) in ("tum", "kitti") and not files[0].exists():
+        fmt, gt, est = str(files[0]), files[1], files[2]  # evo's order: FORMAT REF EST
+    elif len(files) == 2:
+        est, gt = files
+    else:
+        raise SlamError("expected --ref GT --est EST, FORMAT GT EST, or EST GT", "slam eval")
+    align = args.alignment or ("origin" if args.align_origin else "sim3" if args.correct_scale
+                               else "se3" if args.align else "sim3")
+    out = args.out if args.out is not None else est.parent
+    run_eval(est, gt, out, fmt=fmt, max_time_diff=args.t_max_diff, align=align)
     return 0
 
 
@@ -126,7 +154,20 @@ def _print_summary(result) -> None:
     print("\n".join(lines))
 
 
-COMMANDS = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "frontends": cmd_frontends}
+def cmd_bench(args: argparse.Namespace) -> int:
+    from slam.bench.cli import cmd
+
+    return cmd(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from slam.export.cli import cmd
+
+    return cmd(args)
+
+
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "frontends": cmd_frontends,
+            "bench": cmd_bench, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,12 +33,15 @@ class OutputConfig:
     Attributes:
         dir: output folder (created).
         kitti: also write ``trajectory.kitti``; None = only for KITTI input.
-        flush_every: rewrite ``trajectory.tum`` every N frames during the run (0 = only at the end/interrupt).
+        flush_every: rewrite ``trajectory.tum`` every N frames during the run (0 = not by frame count).
+        flush_seconds: also rewrite it when this many seconds passed since the last write (0 = not by time),
+            so that a killed run (SIGKILL, power loss) loses at most this much work.
     """
 
     dir: str = "outputs/run"
     kitti: bool | None = None
     flush_every: int = 50
+    flush_seconds: float = 30.0
 
     def validate(self) -> None:
         if self.flush_every < 0:
@@ -92,7 +95,6 @@ def _section_classes() -> dict[str, type]:
 
 
 def _build_frontend(data: Any, origins: Origins) -> FrontendConfig:
-    import frontends  # noqa: F401  (registers the built-in frontends)
     from frontends.base import FRONTENDS, frontend_config_class
 
     if not isinstance(data, dict):
@@ -167,8 +169,8 @@ def load_run_config(
         merge(merged, read_yaml(dataset_file), origins, str(dataset_file))
 
     name = pick("frontend.name", merged.get("frontend", {}).get("name", "rgbd"))
-    frontend_file = config_dir / "frontends" / f"{name}.yaml"
-    if isinstance(name, str) and frontend_file.is_file():
+    frontend_file = _frontend_file(config_dir, name)
+    if frontend_file is not None:
         merge(merged, read_yaml(frontend_file), origins, str(frontend_file))
 
     if user:
@@ -177,6 +179,19 @@ def load_run_config(
     if kind != "auto":
         merged.setdefault("dataset", {})["kind"] = kind
     return build_run_config(merged, origins)
+
+
+def _frontend_file(config_dir: Path, name: Any) -> Path | None:
+    """``configs/frontends/<name>.yaml``, else the file of the frontend's config section (e.g. ``cut3r.yaml``
+    for cut3r/ttt3r/ttsa3r), else None (a plug-in's options default to its config dataclass)."""
+    from frontends.base import FRONTENDS
+
+    if not isinstance(name, str):
+        return None
+    candidates = [config_dir / "frontends" / f"{name}.yaml"]
+    if name in FRONTENDS:
+        candidates.append(config_dir / "frontends" / f"{FRONTENDS.get(name).section}.yaml")
+    return next((path for path in candidates if path.is_file()), None)
 
 
 def build_run_config(merged: dict[str, Any], origins: Origins) -> RunConfig:

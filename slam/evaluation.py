@@ -135,6 +135,8 @@ def evaluate(
 
 
 _LABELS = {
+    "ate_rmse": ("ATE RMSE, chosen alignment", "m"),
+    "alignment": ("alignment", ""),
     "ate_rmse_se3": ("ATE RMSE, SE(3) aligned", "m"),
     "ate_rmse_sim3": ("ATE RMSE, Sim(3) aligned", "m"),
     "sim3_scale": ("Sim(3) scale", ""),
@@ -205,27 +207,59 @@ def plot_trajectories(est: Trajectory, gt: Trajectory, png_path: str | Path,
     os.replace(tmp, png_path)
 
 
+#: ``--align`` choices of ``slam eval`` (evo: ``-a`` = se3, ``-as`` = sim3, ``--align_origin`` = origin).
+ALIGNMENTS = ("se3", "sim3", "origin", "none")
+EVAL_METRICS_FILE = "eval_metrics.json"
+EVAL_PLOT_FILE = "eval_trajectories.png"
+
+
+def ate_with_alignment(est: Trajectory, gt: Trajectory, align: str,
+                       max_time_diff: float = DEFAULT_MAX_TIME_DIFF) -> float:
+    """ATE RMSE (m) of the matched poses after the chosen alignment (one of :data:`ALIGNMENTS`).
+
+    'se3'/'sim3': Umeyama without/with scale; 'origin': the first matched estimate pose is moved onto the
+    first ground-truth pose (evo's ``align_origin``); 'none': the poses as they are.
+    """
+    if align not in ALIGNMENTS:
+        raise DatasetError(f"unknown alignment '{align}' (known: {', '.join(ALIGNMENTS)})", "--align")
+    gt_m, est_m = associate(est, gt, max_time_diff)
+    if align in ("se3", "sim3"):
+        est_m, *_ = _aligned(est_m, gt_m, correct_scale=align == "sim3")
+    elif align == "origin":
+        est_m = copy.deepcopy(est_m)
+        est_m.align_origin(gt_m)
+    return _rmse(metrics.APE(metrics.PoseRelation.translation_part), gt_m, est_m)
+
+
 def run_eval(est_path: str | Path, gt_path: str | Path, out_dir: str | Path, fmt: str = "auto",
-             kitti: bool | None = None, max_time_diff: float = DEFAULT_MAX_TIME_DIFF) -> dict:
-    """Evaluate trajectory files, print the table, write ``metrics.json`` and ``trajectories.png``.
+             kitti: bool | None = None, max_time_diff: float = DEFAULT_MAX_TIME_DIFF,
+             align: str = "sim3") -> dict:
+    """Evaluate trajectory files, print the table, write ``eval_metrics.json`` and ``eval_trajectories.png``.
+
+    The file names differ from a run's own ``metrics.json``, so evaluating a run's trajectory in its
+    folder never overwrites what ``slam run`` wrote.
 
     Args:
         est_path, gt_path: TUM or KITTI files (KITTI files get line-index time stamps).
         out_dir: created if missing.
         fmt: 'tum', 'kitti' or 'auto' (per file, from the number of values per line).
         kitti: add the KITTI segment metrics; None = when either file is in KITTI format.
+        max_time_diff: largest time-stamp difference (s) of associated poses (evo's ``--t_max_diff``).
+        align: alignment of the extra ``ate_rmse`` entry (one of :data:`ALIGNMENTS`); the SE(3) and
+            Sim(3) ATE are always reported.
     Returns:
-        The metrics (as written to ``metrics.json``), plus the two input paths.
+        The metrics (as written to ``eval_metrics.json``), plus the two input paths.
     """
     formats = [detect_format(p) if fmt == "auto" else fmt for p in (est_path, gt_path)]
     est = read_trajectory(est_path, formats[0])
     gt = read_trajectory(gt_path, formats[1])
     if kitti is None:
         kitti = "kitti" in formats
-    result = evaluate(est, gt, kitti=kitti, max_time_diff=max_time_diff)
-    result.update(estimate=str(est_path), ground_truth=str(gt_path))
+    result = {"alignment": align, "ate_rmse": ate_with_alignment(est, gt, align, max_time_diff)}
+    result.update(evaluate(est, gt, kitti=kitti, max_time_diff=max_time_diff))
+    result.update(estimate=str(est_path), ground_truth=str(gt_path), t_max_diff=max_time_diff)
     print(format_table(result))
     out_dir = Path(out_dir)
-    write_text_atomic(out_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
-    plot_trajectories(est, gt, out_dir / "trajectories.png", max_time_diff=max_time_diff)
+    write_text_atomic(out_dir / EVAL_METRICS_FILE, json.dumps(result, indent=2) + "\n")
+    plot_trajectories(est, gt, out_dir / EVAL_PLOT_FILE, max_time_diff=max_time_diff)
     return result

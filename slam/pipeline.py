@@ -19,8 +19,12 @@ from typing import Any
 import numpy as np
 
 from slam.config import RunConfig, write_run_yaml
+from slam.depth_check import DepthCheck
+from slam.errors import DatasetError
+from slam.evaluation import evaluate
+from slam.interrupts import SignalState, interrupt_signals, pause_point
 from slam.sinks import FrameEvent, RunInfo, Sink
-from slam.trajectory import Trajectory
+from slam.trajectory import Trajectory, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,7 @@ class RunResult:
     n_frames: int
     metrics: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
+    exit_code: int = 0  #: 0, or 128 + the signal that interrupted the run (130 SIGINT, 143 SIGTERM)
 
 
 class _FpsMeter:
@@ -106,85 +111,149 @@ class Pipeline:
 
         dataset = open_dataset(cfg.dataset)
         n_total = len(dataset)
+        if n_total == 0:
+            raise DatasetError("the selection dataset.first/last/stride/max_frames leaves no frame to process",
+                               cfg.dataset.path)
         gt = dataset.ground_truth()
         write_kitti = cfg.output.kitti if cfg.output.kitti is not None else dataset.is_kitti
         frontend = frontends.create(cfg.frontend.name, cfg.frontend.options())
         self.sinks = build_sinks(cfg.mapping, cfg.viz, self.out_dir)
+        self.depth_check = DepthCheck(frontend.usable_depth(), cfg.dataset.path, cfg.dataset.depth_scale)
 
-        interrupted = False
+        signals = SignalState()
+        interrupted = failed = False
         metrics: dict[str, Any] = {}
         started = False
         n_keyframes = 0
-        t0 = time.perf_counter()
+        t0 = last_flush = time.perf_counter()
         bar = _progress_bar(n_total, cfg.frontend.name) if self.progress else None
-        try:
-            for frame in dataset:
-                output = frontend.step(frame)
-                if self.backend is None:
-                    self.backend = SlamBackend(cfg.backend, frontend, metric=output.metric)
-                if not started:
-                    info = RunInfo(out_dir=str(self.out_dir), n_frames=n_total, frontend=cfg.frontend.name,
-                                   metric=output.metric, gt_poses=None if gt is None else gt.poses,
-                                   timestamps=None if gt is None else gt.timestamps)
-                    _notify(self.sinks, "start", info)
-                    started = True
-                result = self.backend.process(frame, output)
-                self.timestamps.append(frame.timestamp)
-                fps = self.fps.tick()
-                if result.keyframe is not None:
-                    n_keyframes += 1
-                event = FrameEvent(frame=frame, output=output, pose=result.pose,
-                                   keyframe_id=None if result.keyframe is None else result.keyframe.id, fps=fps,
-                                   metrics={"fps": fps, "keyframes": float(n_keyframes)})
-                _notify(self.sinks, "on_frame", event)
-                if self.backend.poll():
-                    _notify(self.sinks, "on_keyframes", self.backend.keyframes(), self.backend.loops())
-                if cfg.output.flush_every and len(self.timestamps) % cfg.output.flush_every == 0:
-                    self._write_trajectories(write_kitti)
-                if bar is not None:
-                    bar.update(1)
-        except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted: writing what was computed for %d frames", len(self.timestamps))
-        finally:
-            if bar is not None:
-                bar.close()
-            elapsed = time.perf_counter() - t0
+        with interrupt_signals(signals):
             try:
-                metrics = self._finish(gt, write_kitti, elapsed, interrupted)
+                for frame in dataset:
+                    self.depth_check.check(frame)
+                    output = frontend.step(frame)
+                    if self.backend is None:
+                        self.backend = SlamBackend(cfg.backend, frontend, metric=output.metric)
+                    if not started:
+                        info = RunInfo(out_dir=str(self.out_dir), n_frames=n_total, frontend=cfg.frontend.name,
+                                       metric=output.metric, gt_poses=None if gt is None else gt.poses,
+                                       timestamps=None if gt is None else gt.timestamps)
+                        _notify(self.sinks, "start", info)
+                        started = True
+                    result = self.backend.process(frame, output)
+                    self.timestamps.append(frame.timestamp)
+                    fps = self.fps.tick()
+                    if result.keyframe is not None:
+                        n_keyframes += 1
+                    event = FrameEvent(frame=frame, output=output, pose=result.pose,
+                                       keyframe_id=None if result.keyframe is None else result.keyframe.id,
+                                       fps=fps, metrics={"fps": fps, "keyframes": float(n_keyframes)})
+                    _notify(self.sinks, "on_frame", event)
+                    if self.backend.poll():
+                        _notify(self.sinks, "on_keyframes", self.backend.keyframes(), self.backend.loops())
+                    now = time.perf_counter()
+                    out = cfg.output
+                    if ((out.flush_every and len(self.timestamps) % out.flush_every == 0)
+                            or (out.flush_seconds and now - last_flush >= out.flush_seconds)):
+                        self._write_trajectories(write_kitti)
+                        last_flush = now
+                    if bar is not None:
+                        bar.update(1)
+                    pause_point(f"frame:{len(self.timestamps)}")
+            except KeyboardInterrupt:
+                interrupted = True
+                log.warning("interrupted: writing what was computed for %d frames", len(self.timestamps))
+            except BaseException:
+                failed = True  # the error is reported by the caller; the files are still written below
+                raise
             finally:
-                _notify(self.sinks, "close")
-                if self.backend is not None:
-                    self.backend.close()
-                frontend.close()
+                if bar is not None:
+                    bar.close()
+                elapsed = time.perf_counter() - t0
+                try:
+                    metrics = self._finish(gt, write_kitti, elapsed, interrupted, optimise=not failed)
+                    interrupted = interrupted or bool(metrics.get("interrupted"))
+                finally:
+                    self._guarded("closing the sinks", _notify, self.sinks, "close")
+                    if self.backend is not None:
+                        self._guarded("stopping the backend", self.backend.close)
+                    frontend.close()
+        if not interrupted:
+            self.depth_check.finish()
         return RunResult(out_dir=self.out_dir, n_frames=len(self.timestamps), metrics=metrics,
-                         interrupted=interrupted)
+                         interrupted=interrupted, exit_code=signals.exit_code if interrupted else 0)
 
-    def _finish(self, gt: Trajectory | None, write_kitti: bool, elapsed: float, interrupted: bool) -> dict:
-        """Final optimisation, trajectories, metrics and sink notifications (also on interrupt/error)."""
-        from slam.evaluation import evaluate
+    def _guarded(self, what: str, fn, *args: Any) -> bool:
+        """Run one finishing step; a Ctrl-C/SIGTERM skips only that step. False when it was skipped."""
+        try:
+            fn(*args)
+            return True
+        except KeyboardInterrupt:
+            self._interrupted_finish = True
+            log.warning("interrupted while %s: skipped; the files written before are kept", what)
+            return False
 
+    def _finish(self, gt: Trajectory | None, write_kitti: bool, elapsed: float, interrupted: bool,
+                optimise: bool = True) -> dict:
+        """Trajectories first, then the final optimisation, then the final files (also on interrupt/error).
+
+        Order: (1) the current (odometry + online graph) trajectory, keyframes and metrics are written;
+        (2) the final optimisation runs; (3) the trajectories, keyframes and metrics are replaced by the
+        optimised ones; (4) the sinks export their maps. An interrupt skips the step it hits (every write is
+        atomic), so the files on disk always hold the best result known so far for every processed frame.
+        After an error in the frame loop (``optimise=False``) only step (1) runs.
+        """
+        self._interrupted_finish = interrupted
         n = len(self.timestamps)
         metrics: dict[str, Any] = {"frames": n, "seconds": round(elapsed, 3),
                                    "frames_per_second": round(n / elapsed, 3) if elapsed > 0 else None,
                                    "interrupted": interrupted, "frontend": self.cfg.frontend.name}
+        metrics_path = self.out_dir / "metrics.json"
         if self.backend is None or n == 0:
-            (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            write_text_atomic(metrics_path, json.dumps(metrics, indent=2))
             return metrics
-        self.backend.finalize()
-        _notify(self.sinks, "on_keyframes", self.backend.keyframes(), self.backend.loops())
-        traj = self._write_trajectories(write_kitti)
-        self.backend.write_outputs(self.out_dir)
+
+        def write_current(stage: str) -> None:
+            self._write_trajectories(write_kitti)
+            self.backend.write_outputs(self.out_dir)
+            metrics["trajectory"] = stage
+            metrics["interrupted"] = self._interrupted_finish
+            write_text_atomic(metrics_path, json.dumps(metrics, indent=2, default=_json_default))
+
+        # (1) before the final optimisation; a signal here still leaves the flushed files
+        self._guarded("writing the trajectory before the final optimisation", write_current, "before final optimisation")
+        if not optimise:
+            return metrics
+        # (2) the final optimisation; if it fails, the files of step (1) stay and the error propagates
+        def finalize() -> None:
+            pause_point("finalize")
+            self.backend.finalize()
+
+        optimised = self._guarded("running the final optimisation", finalize)
+        # (3) the final files
+        self._guarded("updating the map sinks", _notify, self.sinks, "on_keyframes", self.backend.keyframes(),
+                      self.backend.loops())
+        traj = self._trajectory()
         metrics["backend"] = self.backend.metrics()
         if gt is not None and n >= 3:
             gt_part = Trajectory(gt.timestamps[:n], gt.poses[:n])
             try:
                 metrics.update(evaluate(traj, gt_part, kitti=write_kitti))
-            except Exception as exc:  # noqa: BLE001 - metrics must not lose the trajectory
-                log.warning("evaluation failed: %s", exc)
-                metrics["evaluation_error"] = str(exc)
-        (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
-        _notify(self.sinks, "finish", traj.timestamps, traj.poses, metrics)
+            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - metrics must not lose the trajectory
+                log.warning("evaluation failed: %s", exc or type(exc).__name__)
+                metrics["evaluation_error"] = str(exc) or type(exc).__name__
+        self._guarded("writing the final trajectory", write_current,
+                      "final" if optimised else "final optimisation skipped (interrupted)")
+        # (4) map export
+        def export() -> None:
+            pause_point("export")
+            _notify(self.sinks, "finish", traj.timestamps, traj.poses, metrics)
+
+        self._guarded("exporting the map", export)
+        if self._interrupted_finish and not metrics["interrupted"]:  # interrupted during the export
+            metrics["interrupted"] = True
+            self._guarded("writing the metrics", write_text_atomic, metrics_path,
+                          json.dumps(metrics, indent=2, default=_json_default))
         return metrics
 
 

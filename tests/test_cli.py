@@ -64,8 +64,8 @@ def test_eval_matches_evo_ape(tmp_path):
     write_tum_trajectory(tmp_path / "est.tum", Trajectory(t, est_poses))
     proc = slam("eval", str(tmp_path / "est.tum"), str(tmp_path / "gt.tum"), "--out", str(tmp_path / "ev"))
     assert proc.returncode == 0, proc.stderr
-    ours = json.loads((tmp_path / "ev" / "metrics.json").read_text())["ate_rmse_sim3"]
-    assert (tmp_path / "ev" / "trajectories.png").is_file()
+    ours = json.loads((tmp_path / "ev" / "eval_metrics.json").read_text())["ate_rmse_sim3"]
+    assert (tmp_path / "ev" / "eval_trajectories.png").is_file()
     evo_ape = Path(sys.executable).parent / "evo_ape"
     ref = subprocess.run([str(evo_ape), "tum", str(tmp_path / "gt.tum"), str(tmp_path / "est.tum"), "-as"],
                          capture_output=True, text=True, timeout=120)

@@ -20,7 +20,7 @@ def test_layers_apply_in_order(tmp_path, tum_dir):
     user.write_text("dataset:\n  stride: 3\n  max_frames: 7\n")
     cfg = load_run_config(user, data=tum_dir, out=tmp_path / "out", overrides=["dataset.stride=5"])
     assert cfg.dataset.kind == "tum"  # detected from rgb.txt
-    assert cfg.dataset.depth_scale == 5000.0  # from configs/datasets/tum.yaml
+    assert cfg.dataset.depth_scale is None  # the dataset's own default (TUM: 5000) applies
     assert cfg.dataset.stride == 5  # command line beats the user file
     assert cfg.dataset.max_frames == 7  # user file beats the defaults
     assert cfg.dataset.first == 0  # default
@@ -34,8 +34,10 @@ def test_frontend_layer_follows_the_chosen_name(tmp_path, tum_dir):
     (configs / "datasets").mkdir()
     (configs / "default.yaml").write_text((CONFIG_DIR / "default.yaml").read_text())
     (configs / "frontends" / "rgbd.yaml").write_text("frontend:\n  name: rgbd\ndataset:\n  stride: 4\n")
+    (configs / "datasets" / "tum.yaml").write_text("dataset:\n  depth_scale: 1000\n  stride: 3\n")
     cfg = load_run_config(None, data=tum_dir, overrides=["frontend.name=rgbd"], config_dir=configs)
-    assert cfg.dataset.stride == 4
+    assert cfg.dataset.stride == 4  # the frontend layer beats the dataset layer
+    assert cfg.dataset.depth_scale == 1000.0  # configs/datasets/<kind>.yaml follows the detected kind
     cfg = load_run_config(None, data=tum_dir, overrides=["frontend=rgbd", "dataset.stride=2"], config_dir=configs)
     assert cfg.dataset.stride == 2
 

@@ -173,10 +173,10 @@ def test_run_eval_matches_evo_command_line(tmp_path, capsys):
     assert abs(m["rpe_trans_rmse"] - rpe_ref["rmse"]) < 1e-6
     assert m["sim3_scale"] == pytest.approx(1 / 0.7, rel=0.02)
 
-    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    written = json.loads((tmp_path / "out" / "eval_metrics.json").read_text())
     assert written == m
     assert "ATE RMSE, Sim(3) aligned" in capsys.readouterr().out
-    png = cv2.imread(str(tmp_path / "out" / "trajectories.png"))
+    png = cv2.imread(str(tmp_path / "out" / "eval_trajectories.png"))
     assert png is not None and png.shape == (600, 600, 3)
 
 

@@ -19,7 +19,8 @@ step of the network, then a :class:`~slam.types.FrontendOutput` at the *working 
 Outputs are up to scale (``metric=False``); the scale is shared within a segment. The network reports no
 pose uncertainty, so ``pose_confidence`` stays 1 (the backend's nominal odometry noise).
 
-This module imports only numpy/torch and light project modules; the network is loaded on construction.
+Importing this module registers the three frontends without importing torch; torch and the network load
+when a frontend is constructed.
 """
 
 from __future__ import annotations
@@ -28,16 +29,20 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from frontends.base import Frontend, register_frontend
-from frontends.cut3r.preprocess import preprocess_frame
-from slam.camera import estimate_focal_weiszfeld, intrinsics_from_focal
+from frontends.cut3r.focal import estimate_focal_weiszfeld, intrinsics_from_focal
 from slam.errors import ConfigError
 from slam.types import Frame, FrontendOutput, PairEstimate
 
-_AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+#: autocast option -> torch dtype name (torch is imported when a frontend is built, not on import)
+_AUTOCAST = {"none": None, "bf16": "bfloat16", "fp16": "float16"}
 
 
 @dataclass
@@ -112,6 +117,8 @@ class Cut3rFrontend(Frontend):
     update_rule = "cut3r"
 
     def __init__(self, config: Cut3rFrontendConfig):
+        import torch
+
         try:
             config.validate()
         except ValueError as exc:
@@ -126,7 +133,8 @@ class Cut3rFrontend(Frontend):
         self.config = config
         self.net = load_model(config.checkpoint, device=config.device)
         self.size = config.size or (512 if self.net.cfg.head_type == "dpt" else 224)
-        self._autocast = _AUTOCAST[config.autocast]
+        dtype = _AUTOCAST[config.autocast]
+        self._autocast = getattr(torch, dtype) if dtype else None
         self.session = self._new_session(config.reset_every)
 
     def _new_session(self, reset_every: int | None = None):
@@ -142,6 +150,8 @@ class Cut3rFrontend(Frontend):
         return int(self.session.segment)
 
     def step(self, frame: Frame) -> FrontendOutput:
+        from frontends.cut3r.preprocess import preprocess_frame
+
         start = time.perf_counter()
         pre = preprocess_frame(frame.rgb, self.size, self.config.resample)
         out = self.session.step(pre.tensor)
@@ -171,6 +181,8 @@ class Cut3rFrontend(Frontend):
         the median distance between ``points_b`` and ``b``'s cross-view prediction (moved to ``a``'s frame),
         relative to the median depth of ``points_a``: a cheap consistency check (small is good).
         """
+        from frontends.cut3r.preprocess import preprocess_frame
+
         start = time.perf_counter()
         session = self._new_session(None)
         pre_a = preprocess_frame(a.rgb, self.size, self.config.resample)
@@ -203,6 +215,8 @@ class Cut3rFrontend(Frontend):
         self.session = None
         self.net = None
         if self.config.device.startswith("cuda"):
+            import torch
+
             torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ helpers

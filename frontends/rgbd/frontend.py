@@ -42,6 +42,9 @@ class RgbdFrontend(Frontend):
         self._segment = -1
         self.reset()
 
+    def usable_depth(self) -> tuple[float, float]:
+        return 0.0, float(self.cfg.depth_max)
+
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         """Forget the reference and the motion model; the next frame starts a new segment at identity."""

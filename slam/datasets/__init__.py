@@ -12,9 +12,6 @@ from slam.datasets.base import DATASETS, Dataset, DatasetConfig, frame_selection
 from slam.datasets.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_depth_png, read_rgb
 from slam.errors import DatasetError
 
-# Importing the built-in datasets registers them.
-from slam.datasets import folder, kitti, tum, video  # noqa: E402,F401  isort: skip
-
 __all__ = [
     "DATASETS",
     "Dataset",

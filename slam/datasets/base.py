@@ -109,7 +109,10 @@ class IndexedDataset(Dataset):
         return Trajectory(self._stamps[self._selected], self._gt_poses[self._selected])
 
 
-DATASETS: Registry[Callable[[DatasetConfig], Dataset]] = Registry("dataset")
+#: Built-ins: the modules of ``slam.datasets``; plug-ins: entry points of ``ttsa_slam.datasets`` (name -> module
+#: that calls :func:`register_dataset`). Select one with ``dataset.kind=<name>``.
+DATASETS: Registry[Callable[[DatasetConfig], Dataset]] = Registry(
+    "dataset", package="slam.datasets", group="ttsa_slam.datasets", skip=("base", "io"))
 
 
 def register_dataset(name: str):

@@ -8,13 +8,8 @@ import torch
 from PIL import Image
 
 from frontends.cut3r.preprocess import normalize_uint8, preprocess_frame, working_geometry
-from slam.camera import (
-    ResizeCrop,
-    crop_intrinsics,
-    estimate_focal_weiszfeld,
-    intrinsics_from_focal,
-    scale_intrinsics,
-)
+from frontends.cut3r.focal import estimate_focal_weiszfeld, intrinsics_from_focal
+from slam.camera import ResizeCrop, crop_intrinsics, scale_intrinsics
 from slam.errors import ConfigError
 
 # (input W x H) -> (resized W x H, output W x H) at 512, from the spec's table (computed with Pillow).

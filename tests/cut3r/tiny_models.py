@@ -36,3 +36,12 @@ def random_frames(n: int, height: int = 32, width: int = 48, seed: int = 0) -> t
     drift = torch.rand(n, 3, height, width, generator=g) * 2 - 1
     t = torch.linspace(0, 1, n).view(n, 1, 1, 1)
     return (base * (1 - 0.5 * t) + drift * 0.5 * t).clamp(-1, 1)
+
+
+def write_tiny_checkpoint(path, seed: int = 0, head_type: str = "linear"):
+    """Save :func:`tiny_net` as a ``.safetensors`` checkpoint (model string in its metadata); returns the path."""
+    from frontends.cut3r.checkpoint import write_safetensors
+    from frontends.cut3r.model_string import format_model_string
+
+    net = tiny_net(seed, head_type)
+    return write_safetensors(path, net.state_dict(), format_model_string(net.cfg), sidecar=False)

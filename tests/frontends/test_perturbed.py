@@ -49,12 +49,24 @@ def frames(n: int) -> list[Frame]:
 def run(cfg: PerturbedConfig, n: int = 40):
     fe = PerturbedFrontend(cfg, inner=LineFrontend())
     outs = [fe.step(f) for f in frames(n)]
-    pairs = [fe.pair(frames(2)[0], frames(2)[1]) for _ in range(5)]
+    fs = frames(6)
+    pairs = [fe.pair(fs[0], fs[k]) for k in range(1, 6)]
     return outs, pairs
 
 
 NOISY = PerturbedConfig(seed=3, scale_drift=0.001, scale_walk=0.01, segment_log_scale=0.3, rotation_noise_deg=0.5,
                         translation_noise=0.01, pair_log_scale=0.2, reset_every=15, drop_probability=0.2)
+
+
+def test_a_frame_gets_the_same_draws_after_a_reset():
+    cfg = PerturbedConfig(**{**NOISY.__dict__, "reset_every": 0, "drop_probability": 0.0, "segment_log_scale": 0.0})
+    fe = PerturbedFrontend(cfg, inner=LineFrontend())
+    first = [fe.step(f) for f in frames(6)]
+    fe.reset()
+    again = [fe.step(f) for f in frames(6)]
+    for a, b in zip(first, again):
+        np.testing.assert_allclose(a.pose, b.pose)
+        assert b.segment == a.segment + 1
 
 
 def test_same_seed_same_stream_other_seed_other_stream():
@@ -98,11 +110,13 @@ def test_resets_start_segments_and_drops_repeat_the_previous_output():
 
 def test_pair_scale_is_random_within_bounds_and_consistent():
     _, pairs = run(PerturbedConfig(pair_log_scale=0.2, seed=5))
+    fe = PerturbedFrontend(PerturbedConfig(pair_log_scale=0.2, seed=5), inner=LineFrontend())
+    assert fe.pair(*frames(2)).info["perturbed_scale"] == fe.pair(*frames(2)).info["perturbed_scale"]
     factors = [p.info["perturbed_scale"] for p in pairs]
     assert len(set(factors)) == len(factors)
-    for p, f in zip(pairs, factors):
+    for k, (p, f) in enumerate(zip(pairs, factors), start=1):
         assert np.exp(-0.2) <= f <= np.exp(0.2)
-        assert p.T_ab[0, 3] == pytest.approx(0.1 * f)
+        assert p.T_ab[0, 3] == pytest.approx(0.1 * k * f)
         np.testing.assert_allclose(p.points_a[..., 2], 2.0 * f, rtol=1e-6)
 
 
