@@ -18,8 +18,7 @@ from backends import sim3
 from backends.config import BackendConfig
 from backends.keyframer import median_depth
 from backends.pose_graph import Edge, PoseGraph
-from slam.sinks import LoopEdge
-from slam.types import Keyframe
+from slam.types import Keyframe, LoopEdge, PairEstimator
 
 
 #: pose confidences are clipped to this before dividing the odometry noise (at most 20x the nominal sigma)
@@ -50,7 +49,7 @@ class KeyframeJob:
 class BackendEngine:
     """Graph, loops and alignment for a stream of keyframes (not thread-safe: one worker calls it)."""
 
-    def __init__(self, cfg: BackendConfig, frontend: Any, use_sim3: bool):
+    def __init__(self, cfg: BackendConfig, frontend: PairEstimator, use_sim3: bool):
         self.cfg = cfg
         self.frontend = frontend
         self.use_sim3 = use_sim3

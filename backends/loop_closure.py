@@ -41,7 +41,7 @@ from backends.config import GlobalAlignmentConfig, KeyframeConfig, LoopClosureCo
 from backends.global_alignment import align_pair
 from backends.keyframer import median_depth
 from backends.projective import associate, prepare_view
-from slam.types import Keyframe
+from slam.types import Keyframe, PairEstimate, PairEstimator
 
 MAX_VERIFY_POINTS = 3000
 MIN_VISIBLE_FRACTION = 0.2
@@ -126,8 +126,8 @@ def relative_scale(points: np.ndarray, confidence: np.ndarray, other: np.ndarray
     return float(np.exp(med)), float(np.median(np.abs(log_ratio - med)))
 
 
-def _to_stream_units(kf_a: Keyframe, kf_b: Keyframe, pair: Any, T: np.ndarray, min_conf: float,
-                     info: dict | None = None) -> np.ndarray:
+def _to_stream_units(kf_a: Keyframe, kf_b: Keyframe, pair: PairEstimate, T: np.ndarray,
+                     min_conf: float, info: dict | None = None) -> np.ndarray:
     """Convert a pair-unit Sim(3) ``T_ab`` into the keyframes' stream units (up-to-scale frontends).
 
     Each keyframe's unit relative to the pair's comes from :func:`relative_scale` of its stored pointmap
@@ -146,7 +146,7 @@ def _to_stream_units(kf_a: Keyframe, kf_b: Keyframe, pair: Any, T: np.ndarray, m
     return np.diag([sig_a] * 3 + [1.0]) @ T @ np.diag([1.0 / sig_b] * 3 + [1.0])
 
 
-def pair_hypothesis(frontend: Any, kf_a: Keyframe, kf_b: Keyframe, cfg: LoopClosureConfig, kf_cfg: KeyframeConfig,
+def pair_hypothesis(frontend: PairEstimator, kf_a: Keyframe, kf_b: Keyframe, cfg: LoopClosureConfig, kf_cfg: KeyframeConfig,
                     use_sim3: bool) -> tuple[np.ndarray | None, float, str]:
     """``T_ab`` from ``frontend.pair`` in the keyframes' stream units: (T or None, confidence, why not)."""
     if kf_a.frame is None or kf_b.frame is None:
@@ -168,7 +168,7 @@ def pair_hypothesis(frontend: Any, kf_a: Keyframe, kf_b: Keyframe, cfg: LoopClos
     return (T if use_sim3 else sim3.rigid(T)), conf, "ok"
 
 
-def verify_pair(frontend: Any, kf_a: Keyframe, kf_b: Keyframe, cfg: LoopClosureConfig,
+def verify_pair(frontend: PairEstimator, kf_a: Keyframe, kf_b: Keyframe, cfg: LoopClosureConfig,
                 kf_cfg: KeyframeConfig, use_sim3: bool) -> Verification:
     """Verify with a pair estimate that keyframes ``a`` (old) and ``b`` (new) see the same place."""
     T, conf, why = pair_hypothesis(frontend, kf_a, kf_b, cfg, kf_cfg, use_sim3)
@@ -181,7 +181,7 @@ def verify_pair(frontend: Any, kf_a: Keyframe, kf_b: Keyframe, cfg: LoopClosureC
 
 def check_geometry(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: LoopClosureConfig,
                    min_confidence: float, use_sim3: bool, confidence: float = 1.0,
-                   frontend: Any = None) -> Verification:
+                   frontend: PairEstimator | None = None) -> Verification:
     """Geometric check (with refinement when ``cfg.refine``) of the hypothesis ``T_ab`` on the pointmaps.
 
     With ``cfg.dense_refine`` and a ``frontend`` that offers :meth:`~frontends.base.Frontend.refine_pair`,
@@ -225,7 +225,7 @@ def check_geometry(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: LoopCl
     return Verification(True, "ok", T, confidence, ratio, info)
 
 
-def _dense_refine(frontend: Any, kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, depth: float,
+def _dense_refine(frontend: PairEstimator, kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, depth: float,
                   max_correction: float, info: dict[str, Any]) -> np.ndarray:
     """``T_ab`` refined by ``frontend.refine_pair`` on the stored frames, or unchanged when the frontend has
     no such refinement, a keyframe is not metric or lacks its frame, the call fails, or the result moves
@@ -257,7 +257,7 @@ def _dense_refine(frontend: Any, kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarra
 class LoopCloser:
     """Keeps the keyframe descriptors; retrieves and verifies loop candidates."""
 
-    def __init__(self, cfg: LoopClosureConfig, kf_cfg: KeyframeConfig, frontend: Any, use_sim3: bool):
+    def __init__(self, cfg: LoopClosureConfig, kf_cfg: KeyframeConfig, frontend: PairEstimator, use_sim3: bool):
         self.cfg = cfg
         self.kf_cfg = kf_cfg
         self.frontend = frontend

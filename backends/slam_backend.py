@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,35 +28,34 @@ from backends import sim3
 from backends.config import BackendConfig
 from backends.engine import BackendEngine, KeyframeJob
 from backends.keyframer import Keyframer
+from backends.registry import register_backend
 from backends.worker import BackendWorker
-from slam.sinks import LoopEdge
-from slam.types import Frame, FrontendOutput, Keyframe
+from slam.trajectory import Trajectory, write_text_atomic, write_tum_trajectory
+from slam.types import Frame, FrameResult, FrontendOutput, Keyframe, LoopEdge, PairEstimator
 
 
-@dataclass
-class FrameResult:
-    """Result of the per-frame path.
+@register_backend("graph")
+class SlamBackend:
+    """Keyframe-based SLAM backend on top of any frontend (see module docstring); a :class:`slam.types.Backend`.
 
-    Attributes:
-        pose: 4x4 rigid ``T_wc`` of the frame in the backend world (best current estimate).
-        keyframe: the keyframe made from this frame, or None.
+    Args:
+        cfg: the ``backend:`` config section.
+        frontend: pair estimates for segment links and loop verification.
+        metric: whether the frontend's outputs are in metres (SE(3) graph) or up to scale (Sim(3) graph);
+            None = taken from the first :class:`~slam.types.FrontendOutput` given to :meth:`process`.
     """
 
-    pose: np.ndarray
-    keyframe: Keyframe | None = None
-
-
-class SlamBackend:
-    """Keyframe-based SLAM backend on top of any frontend (see module docstring)."""
-
-    def __init__(self, cfg: BackendConfig, frontend: Any, metric: bool):
+    def __init__(self, cfg: BackendConfig, frontend: PairEstimator, metric: bool | None = None):
         cfg.validate()
         self.cfg = cfg
+        self.frontend = frontend
         self.metric = metric
-        self.use_sim3 = cfg.use_sim3(metric)
+        self.use_sim3: bool | None = None
         self.keyframer = Keyframer(cfg.keyframe)
-        self.engine = BackendEngine(cfg, frontend, self.use_sim3)
-        self.worker = BackendWorker(self.engine.handle, self.engine.idle, cfg.sync, cfg.queue_size)
+        self.engine: BackendEngine | None = None
+        self.worker: BackendWorker | None = None
+        if metric is not None:
+            self._start(metric)
         self._kf_of_frame: list[int] = []  # keyframe id per processed frame
         self._rel_of_frame: list[np.ndarray] = []  # 4x4 frontend pose relative to that keyframe
         self._timestamps: list[float] = []
@@ -72,9 +70,18 @@ class SlamBackend:
         self._process_ms: list[float] = []
         self._finalized = False
 
+    def _start(self, metric: bool) -> None:
+        """Build the graph engine and its worker once the frontend's scale (metric or not) is known."""
+        self.metric = metric
+        self.use_sim3 = self.cfg.use_sim3(metric)
+        self.engine = BackendEngine(self.cfg, self.frontend, self.use_sim3)
+        self.worker = BackendWorker(self.engine.handle, self.engine.idle, self.cfg.sync, self.cfg.queue_size)
+
     # ------------------------------------------------------------------ per-frame path
     def process(self, frame: Frame, out: FrontendOutput) -> FrameResult:
         """Keyframe decision, pose of this frame, enqueue a new keyframe. Cheap; never optimises."""
+        if self.engine is None:
+            self._start(out.metric)
         t0 = time.perf_counter()
         decision = self.keyframer.decide(out)
         self._pose_confidence = min(self._pose_confidence, float(out.pose_confidence))
@@ -131,6 +138,8 @@ class SlamBackend:
     # ------------------------------------------------------------------ reading results
     def poll(self) -> bool:
         """True when keyframe poses changed (an optimisation finished) since the last call."""
+        if self.engine is None:
+            return False
         version = self.engine.published[0]
         changed = version != self._seen_version
         self._seen_version = version
@@ -161,7 +170,7 @@ class SlamBackend:
 
     def loops(self) -> list[LoopEdge]:
         """Accepted loop closures."""
-        return list(self.engine.accepted)
+        return list(self.engine.accepted) if self.engine is not None else []
 
     def frame_poses(self) -> np.ndarray:
         """(N, 4, 4) rigid ``T_wc`` of every processed frame, from the latest keyframe poses."""
@@ -206,6 +215,8 @@ class SlamBackend:
     # ------------------------------------------------------------------ end of run
     def finalize(self) -> None:
         """Drain the worker, then the final optimisation (GNC / batch) and global alignment if enabled."""
+        if self.engine is None:
+            return
         self.worker.drain()
         if not self._finalized:
             self.engine.finalize()
@@ -214,6 +225,8 @@ class SlamBackend:
     def metrics(self) -> dict[str, Any]:
         """JSON-ready backend figures."""
         eng = self.engine
+        if eng is None:
+            return {"frames": 0, "keyframes": 0}
         recs = eng.loop_records
         out: dict[str, Any] = {
             "graph": "sim3" if self.use_sim3 else "se3",
@@ -235,14 +248,13 @@ class SlamBackend:
 
     def write_outputs(self, out_dir: Path) -> None:
         """Write ``keyframes.tum`` and ``loops.json`` into ``out_dir``."""
-        from slam.trajectory import Trajectory, write_text_atomic, write_tum_trajectory
-
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         kfs = self.keyframes()
         poses = np.stack([kf.pose for kf in kfs]) if kfs else np.zeros((0, 4, 4))
         write_tum_trajectory(out_dir / "keyframes.tum", Trajectory(np.array([kf.timestamp for kf in kfs]), poses))
-        records = [{k: v for k, v in r.items() if k != "edge_id"} for r in self.engine.loop_records]
+        loop_records = self.engine.loop_records if self.engine is not None else []
+        records = [{k: v for k, v in r.items() if k != "edge_id"} for r in loop_records]
         for r in records:
             for key in ("kf_a", "kf_b"):
                 r[key.replace("kf", "frame")] = int(self._keyframes[r[key]].frame_index)
@@ -251,7 +263,8 @@ class SlamBackend:
 
     def close(self) -> None:
         """Stop the worker thread."""
-        self.worker.close()
+        if self.worker is not None:
+            self.worker.close()
 
 
 def _mean(values: list[float]) -> float:

@@ -42,8 +42,8 @@ from mapping.keyframe_map import KeyframeMap
 from mapping.rerun_connect import Recording, ViewerWatchdog, open_recording
 from slam.camera import scale_intrinsics
 from slam.geometry import inverse_pose
-from slam.sinks import FrameEvent, LoopEdge, RunInfo, Sink
-from slam.types import Keyframe
+from slam.sinks import FrameEvent, RunInfo, Sink
+from slam.types import Keyframe, LoopEdge
 
 log = logging.getLogger(__name__)
 

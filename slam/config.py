@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slam.config_loader import Origins, build, merge, nest, origin_of, parse_override, read_yaml, to_plain
+from backends.config import BackendConfig
+from frontends.base import FRONTENDS, frontend_config_class
+from mapping.config import MappingConfig, VizConfig
+from slam.config_loader import Origins, bounded, build, merge, nest, origin_of, parse_override, read_yaml, to_plain
+from slam.datasets import detect_kind
 from slam.datasets.base import DatasetConfig
 from slam.errors import ConfigError
 
@@ -40,12 +44,8 @@ class OutputConfig:
 
     dir: str = "outputs/run"
     kitti: bool | None = None
-    flush_every: int = 50
-    flush_seconds: float = 30.0
-
-    def validate(self) -> None:
-        if self.flush_every < 0:
-            raise ValueError("flush_every must be >= 0")
+    flush_every: int = bounded(50, ge=0)
+    flush_seconds: float = bounded(30.0, ge=0)
 
 
 @dataclass
@@ -61,8 +61,6 @@ class FrontendConfig:
 
     def options(self) -> Any:
         """The config object of the chosen frontend (its defaults if the section was not given)."""
-        from frontends.base import FRONTENDS
-
         spec = FRONTENDS.get(self.name)
         return self.sections.get(spec.section) or spec.config_cls()
 
@@ -73,9 +71,9 @@ class RunConfig:
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     frontend: FrontendConfig = field(default_factory=FrontendConfig)
-    backend: Any = None  # backends.config.BackendConfig
-    mapping: Any = None  # mapping.config.MappingConfig
-    viz: Any = None  # mapping.config.VizConfig
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    viz: VizConfig = field(default_factory=VizConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,16 +85,11 @@ class RunConfig:
 
 
 def _section_classes() -> dict[str, type]:
-    from backends.config import BackendConfig
-    from mapping.config import MappingConfig, VizConfig
-
     return {"dataset": DatasetConfig, "backend": BackendConfig, "mapping": MappingConfig, "viz": VizConfig,
             "output": OutputConfig}
 
 
 def _build_frontend(data: Any, origins: Origins) -> FrontendConfig:
-    from frontends.base import FRONTENDS, frontend_config_class
-
     if not isinstance(data, dict):
         raise ConfigError(f"'frontend' must be a mapping, got {data!r}", origin_of(origins, "frontend"))
     data = dict(data)
@@ -133,8 +126,6 @@ def load_run_config(
     config_dir: Path = CONFIG_DIR,
 ) -> RunConfig:
     """Compose and validate the run configuration (see the module docstring for the layer order)."""
-    from slam.datasets import detect_kind
-
     parsed = expand_overrides(list(overrides))
     user = read_yaml(config_file) if config_file else {}
     cli: dict[str, Any] = {}
@@ -184,8 +175,6 @@ def load_run_config(
 def _frontend_file(config_dir: Path, name: Any) -> Path | None:
     """``configs/frontends/<name>.yaml``, else the file of the frontend's config section (e.g. ``cut3r.yaml``
     for cut3r/ttt3r/ttsa3r), else None (a plug-in's options default to its config dataclass)."""
-    from frontends.base import FRONTENDS
-
     if not isinstance(name, str):
         return None
     candidates = [config_dir / "frontends" / f"{name}.yaml"]

@@ -14,8 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from slam.registry import Registry
-from slam.types import Frame, FrontendOutput, Keyframe
+from slam.types import Frame, FrontendOutput, Keyframe, LoopEdge
 
 
 @dataclass
@@ -60,15 +59,6 @@ class FrameEvent:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass
-class LoopEdge:
-    """An accepted loop closure between two keyframes (ids), for display."""
-
-    kf_a: int
-    kf_b: int
-    score: float = 0.0
-
-
 class Sink(ABC):
     """Observer of a run. All hooks are optional."""
 
@@ -87,5 +77,3 @@ class Sink(ABC):
     def close(self) -> None:  # noqa: B027
         pass
 
-
-SINKS: Registry[type] = Registry("sink")

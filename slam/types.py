@@ -1,4 +1,5 @@
-"""Core data types that flow through the pipeline: dataset -> frontend -> keyframes -> backend -> map.
+"""Core data types that flow through the pipeline (dataset -> frontend -> keyframes -> backend -> map) and the
+interfaces between the stages (:class:`PairEstimator`, :class:`Backend`).
 
 Conventions (everywhere): OpenCV camera axes (x right, y down, z forward); poses are camera-to-world
 ``T_wc`` 4x4 float64 matrices in metres (or in the frontend's arbitrary scale for monocular learned
@@ -9,7 +10,8 @@ frontends); images are ``uint8`` HxWx3 RGB at the dataset boundary; timestamps i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -26,6 +28,11 @@ class Frame:
         K: 3x3 pinhole intrinsics for the ``rgb`` size, or None if unknown.
         gt_pose: 4x4 camera-to-world ground-truth pose, or None.
         source: where the frame came from (file path), for error messages.
+        right: HxWx3 uint8 RGB image of the right camera of a rectified stereo pair (same size, same ``K``,
+            rows aligned with ``rgb``; a point at depth z metres appears ``K[0,0] * baseline / z`` pixels
+            further left in it), or None for monocular / RGB-D frames.
+        baseline: stereo baseline in metres (right camera centre at ``+baseline`` along the left camera's
+            x axis), or None without ``right``.
     """
 
     index: int
@@ -35,6 +42,8 @@ class Frame:
     K: np.ndarray | None = None
     gt_pose: np.ndarray | None = None
     source: str = ""
+    right: np.ndarray | None = None
+    baseline: float | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -136,3 +145,81 @@ class Keyframe:
     descriptor: np.ndarray | None = None
     metric: bool = False
     frame: Frame | None = None
+
+
+@dataclass
+class LoopEdge:
+    """An accepted loop closure between two keyframes (ids), for display and ``loops.json``."""
+
+    kf_a: int
+    kf_b: int
+    score: float = 0.0
+
+
+@dataclass
+class FrameResult:
+    """What the backend returns for one frame.
+
+    Attributes:
+        pose: 4x4 rigid ``T_wc`` of the frame in the backend world (best current estimate).
+        keyframe: the keyframe made from this frame, or None.
+    """
+
+    pose: np.ndarray
+    keyframe: Keyframe | None = None
+
+
+@runtime_checkable
+class PairEstimator(Protocol):
+    """What a backend asks of the frontend (a :class:`frontends.base.Frontend` is one): relative poses of
+    two frames from scratch (segment links, loop verification), optionally refined densely."""
+
+    def pair(self, a: Frame, b: Frame) -> PairEstimate: ...
+
+    def refine_pair(self, a: Frame, b: Frame, T_ab: np.ndarray) -> PairEstimate | None: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The backend as the pipeline uses it. Poses are rigid camera-to-world ``T_wc`` 4x4 in the backend world.
+
+    The pipeline calls :meth:`process` per frame (cheap: never optimises), :meth:`poll` after it and, when
+    it is True, :meth:`keyframes`/:meth:`loops` for the sinks; at the end :meth:`finalize`, then
+    :meth:`frame_poses`, :meth:`write_outputs`, :meth:`metrics`, and always :meth:`close`.
+    """
+
+    def process(self, frame: Frame, output: FrontendOutput) -> FrameResult:
+        """Keyframe decision and this frame's pose."""
+        ...
+
+    def poll(self) -> bool:
+        """True when keyframe poses changed since the last call."""
+        ...
+
+    def keyframes(self) -> list[Keyframe]:
+        """All keyframes with their current poses (points scaled to the backend world)."""
+        ...
+
+    def loops(self) -> list[LoopEdge]:
+        """Accepted loop closures."""
+        ...
+
+    def frame_poses(self) -> np.ndarray:
+        """(N, 4, 4) ``T_wc`` of every processed frame."""
+        ...
+
+    def finalize(self) -> None:
+        """Final optimisation (blocking)."""
+        ...
+
+    def write_outputs(self, out_dir: Path) -> None:
+        """Write the backend's own files (``keyframes.tum``, ``loops.json``) into ``out_dir``."""
+        ...
+
+    def metrics(self) -> dict[str, Any]:
+        """JSON-ready figures for ``metrics.json``."""
+        ...
+
+    def close(self) -> None:
+        """Stop threads and release resources."""
+        ...

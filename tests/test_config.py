@@ -106,3 +106,14 @@ def test_run_yaml_round_trip(tmp_path, tum_dir):
     again = load_run_config(path)
     assert again.to_dict() == cfg.to_dict()
     assert again.dataset.intrinsics == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_section_validation_blames_the_layer_that_set_the_value(tmp_path, tum_dir):
+    """A value rejected by a section's validate() is blamed on where that key was set, not on the file that
+    set other keys of the section (configs/frontends/rgbd.yaml sets backend.keyframe.stride)."""
+    with pytest.raises(ConfigError, match=r"^command line: .*downsample"):
+        load_run_config(None, data=tum_dir, overrides=["frontend.rgbd.downsample=0"])
+    user = tmp_path / "user.yaml"
+    user.write_text("backend:\n  keyframe:\n    stride: 0\n")
+    with pytest.raises(ConfigError, match=rf"^{user}: .*stride"):
+        load_run_config(user, data=tum_dir)

@@ -210,3 +210,24 @@ def test_plot_trajectories_writes_png(tmp_path):
     image = cv2.imread(str(path))
     assert image is not None and image.std() > 0
     assert [p.name for p in path.parent.iterdir()] == ["traj.png"]
+
+
+def test_short_kitti_runs_get_10m_segment_errors():
+    gt = straight_line(60, step=1.0)  # 59 m: no 100 m segment
+    theta = np.deg2rad(2.0)
+    est = Trajectory(gt.timestamps, gt.poses.copy())
+    est.poses[:, :3, :3] = Rotation.from_rotvec([0, theta, 0]).as_matrix()
+    m = evaluate(est, gt, kitti=True)
+    assert m["kitti_n_segments"] == 0 and m["kitti_t_err_pct"] is None
+    assert m["rpe_10m_n_segments"] == 50  # the wiggle makes 10 frames a hair over 10 m: starts 0..49
+    assert m["rpe_10m_t_err_pct"] == pytest.approx(200 * np.sin(theta / 2), rel=1e-3)
+    assert m["rpe_10m_r_err_deg_per_100m"] == pytest.approx(0.0, abs=1e-5)
+    assert "rpe_10m_t_err_pct" not in evaluate(est, gt, kitti=False)
+    # frames 1.2 m apart (KITTI at driving speed): segments end at the first frame beyond 10 m (10.8 m)
+    sparse = straight_line(60, step=1.2)
+    est = Trajectory(sparse.timestamps, sparse.poses.copy())
+    est.poses[:, 2, 3] *= 1.0 + np.arange(60) / 6000  # a growing scale error
+    m = evaluate(est, sparse, kitti=True)
+    assert m["rpe_10m_n_segments"] > 40 and m["rpe_10m_t_err_pct"] > 0
+    long = evaluate(Trajectory(straight_line(200).timestamps, straight_line(200).poses), straight_line(200), kitti=True)
+    assert long["kitti_n_segments"] > 0 and "rpe_10m_t_err_pct" not in long

@@ -123,3 +123,21 @@ def test_classical_path_imports_no_torch(modules):
                           env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False", "importing the classical path (and listing frontends) imported torch"
+
+
+def test_backend_is_chosen_by_name_and_satisfies_the_protocol(tmp_path):
+    from backends import BACKENDS, BackendConfig, SlamBackend, create_backend
+    from slam.config import load_run_config
+    from slam.errors import ConfigError
+    from slam.types import Backend, PairEstimator
+
+    assert BACKENDS.names() == ["graph"]
+    backend = create_backend(BackendConfig(sync=True), frontend=None)
+    assert isinstance(backend, SlamBackend) and isinstance(backend, Backend)
+    backend.close()
+    from frontends.rgbd import RgbdConfig, RgbdFrontend
+
+    assert isinstance(RgbdFrontend(RgbdConfig()), PairEstimator)
+    seq = write_tum_sequence(tmp_path / "seq", n=2)
+    with pytest.raises(ConfigError, match="command line: .*unknown backend 'nope'"):
+        load_run_config(None, data=seq, overrides=["backend.name=nope"])

@@ -31,7 +31,7 @@ class TttLrmArch:
         attn_head_dim: attention head size (d / attn_head_dim heads).
         ttt_head_dim: fast-weight head size; must equal d (one head).
         ttt_inter_multi: fast-weight hidden size h = d * ttt_inter_multi.
-        muon_update_steps: Newton-Schulz steps per update (0 = raw gradient step).
+        muon_update_steps: Newton-Schulz steps per update (0 = only the Frobenius normalisation of the gradient).
         mlp_inter_multi: MLP hidden size = d * mlp_inter_multi.
         ttt_scan: default update schedule, 'full' or 'ar'.
         miniupdate_views: views per update chunk in 'ar' mode.

@@ -54,7 +54,7 @@ def glu_update(weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor], ref_nor
         ref_norms: column norms of the checkpoint fast weights (see :func:`column_norms`).
         k, v: ``[S, d]`` keys and values of the chunk (k L2-normalised per token).
         lr: ``[S, 3]`` per-token learning rates (eta0, eta1, eta2).
-        ns_steps: Newton-Schulz steps (0: add the raw negative gradient).
+        ns_steps: Newton-Schulz steps (0: the gradient is only Frobenius-normalised in ``ns_dtype``).
         ns_dtype: dtype of the Newton-Schulz step.
 
     Returns:
@@ -71,8 +71,7 @@ def glu_update(weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor], ref_nor
     g2 = (k * lr[:, 2:3]).T @ (back * silu_gate)
     new = []
     for w, g, ref in zip((w0, w1, w2), (g0, g1, g2), ref_norms):
-        step = newton_schulz(g, ns_steps, ns_dtype) if ns_steps > 0 else g
-        w = w + step
+        w = w + newton_schulz(g, ns_steps, ns_dtype)
         w = w / (column_norms(w) + 1e-5) * ref
         new.append(w.to(torch.float32))
     return new[0], new[1], new[2]

@@ -27,7 +27,7 @@ def write_gaussian_ply(path: str | Path, means: np.ndarray, sh: np.ndarray, opac
     ``log_scales [N,3]``, ``quats [N,4]`` w x y z) through a temporary file and an atomic rename."""
     path = Path(path)
     n, n_sh = sh.shape[0], sh.shape[1]
-    rest = np.transpose(sh[:, 1:, :], (0, 2, 1)).reshape(n, -1)  # [N, 3*(K-1)], channel-major
+    rest = np.transpose(sh[:, 1:, :], (0, 2, 1)).reshape(n, 3 * (n_sh - 1))  # channel-major
     cols = [means.reshape(n, 3), np.zeros((n, 3)), sh[:, 0, :], rest, opacity_logits.reshape(n, 1),
             log_scales.reshape(n, 3), quats.reshape(n, 4)]
     data = np.concatenate([np.asarray(c, dtype=np.float32) for c in cols], axis=1)

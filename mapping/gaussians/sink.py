@@ -18,8 +18,8 @@ from mapping.config import GaussiansConfig
 from mapping.gaussians.builder import GaussianMapBuilder, View
 from mapping.gaussians.ply import write_gaussian_ply
 from mapping.gaussians.sh import C0
-from slam.sinks import FrameEvent, LoopEdge, Sink
-from slam.types import Keyframe
+from slam.sinks import FrameEvent, Sink
+from slam.types import Keyframe, LoopEdge
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ class GaussianSink(Sink):
         self._built_at = len(views)
         self.gaussians = self.builder.build(views, self.bounds() if self.cfg.crop_to_map else None)
         g = self.gaussians
+        if not len(g["means"]):
+            log.warning("Gaussian map: no Gaussian left after pruning and the map crop (mapping.gaussians.min_opacity,"
+                        " keep_ratio, crop_to_map)")
         write_gaussian_ply(self.path, g["means"], g["sh"], g["opacity_logits"], g["log_scales"], g["quats"])
         log.info("wrote %d Gaussians of %d keyframes to %s", len(g["means"]), len(views), self.path)
         self._log_rerun()

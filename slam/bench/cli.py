@@ -20,6 +20,8 @@ def add_parser(sub, add_common) -> None:
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run each run as a Ray task: a local Ray runtime, or join the cluster at ADDRESS "
                         "(needs the 'ray' extra; DIR and the data must be visible to every node)")
+    p.add_argument("--ray-gpus", type=float, default=0.0, metavar="G",
+                   help="GPUs each Ray task reserves (e.g. 1 for the CUT3R family, 0.5 to share one)")
     p.add_argument("--protocol", default="default", choices=list(PROTOCOLS), help="frame selection and scoring")
     p.add_argument("--resume", action="store_true", help="keep runs of DIR that finished ok with complete outputs")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="wall-clock limit per run (s)")
@@ -42,7 +44,7 @@ def cmd(args: argparse.Namespace) -> int:
         address = ""
     opts = BenchOptions(data=data, frontends=[f.strip() for f in args.frontends.split(",") if f.strip()],
                         out=str(args.out), workers=args.workers, ray=address is not None,
-                        ray_address=address or None, protocol=args.protocol, resume=args.resume,
+                        ray_address=address or None, ray_gpus=args.ray_gpus, protocol=args.protocol, resume=args.resume,
                         overrides=tuple(overrides), timeout_s=args.timeout, max_memory_mb=args.max_memory,
                         progress=not args.quiet, plots=not args.no_plots)
     result = run_bench(opts)

@@ -119,6 +119,7 @@ def execute_run(spec: RunSpec, stop: threading.Event | None = None) -> dict | No
             except subprocess.TimeoutExpired:
                 _signal_group(proc.pid, signal.SIGKILL)
             raise
+        proc.returncode = os.waitstatus_to_exitcode(status_code)  # reaped by os.wait4, tell Popen
     wall = time.perf_counter() - t0
     if stopped:
         return None
@@ -224,8 +225,10 @@ def require_ray():
     return ray
 
 
-def run_ray(specs: list[RunSpec], address: str | None, workers: int, on_row: Callable[[dict], None]) -> SweepResult:
-    """Each spec a Ray task (1 CPU); ``address`` None starts a local Ray runtime with ``workers`` CPUs."""
+def run_ray(specs: list[RunSpec], address: str | None, workers: int, on_row: Callable[[dict], None],
+            gpus_per_run: float = 0.0) -> SweepResult:
+    """Each spec a Ray task (1 CPU, ``gpus_per_run`` GPUs); ``address`` None starts a local Ray runtime
+    with ``workers`` CPUs (and the GPUs Ray detects)."""
     ray = require_ray()
     init_kwargs = {"include_dashboard": False, "log_to_driver": False}
     if address:
@@ -234,7 +237,7 @@ def run_ray(specs: list[RunSpec], address: str | None, workers: int, on_row: Cal
         env = {"PYTHONPATH": _child_env()["PYTHONPATH"], "MPLBACKEND": "Agg"}
         ray.init(num_cpus=max(1, workers), runtime_env={"env_vars": env}, **init_kwargs)
     result = SweepResult()
-    task = ray.remote(num_cpus=1, max_retries=0)(ray_remote_run)
+    task = ray.remote(num_cpus=1, num_gpus=gpus_per_run, max_retries=0)(ray_remote_run)
     refs = {task.remote(asdict(spec)): spec for spec in specs}
     pending = list(refs)
     try:

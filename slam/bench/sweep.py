@@ -31,6 +31,7 @@ class BenchOptions:
     workers: int = 1
     ray: bool = False
     ray_address: str | None = None
+    ray_gpus: float = 0.0
     protocol: str = "default"
     resume: bool = False
     overrides: tuple[str, ...] = ()
@@ -50,6 +51,8 @@ def plan(opts: BenchOptions) -> list[RunSpec]:
         raise ConfigError("no frontends given", "--frontends")
     if opts.workers < 1:
         raise ConfigError(f"must be >= 1, got {opts.workers}", "--workers")
+    if opts.ray_gpus < 0 or (opts.ray_gpus and not opts.ray):
+        raise ConfigError("GPUs per run must be >= 0 and need --ray", "--ray-gpus")
     protocol = get_protocol(opts.protocol)
     overrides = run_overrides(protocol, list(opts.overrides))
     for frontend in opts.frontends:  # unknown frontend or bad key: one error now, not one per run
@@ -113,7 +116,7 @@ def run_bench(opts: BenchOptions) -> SweepResult:
 
     try:
         if opts.ray:
-            result = run_ray(todo, opts.ray_address, opts.workers, on_row)
+            result = run_ray(todo, opts.ray_address, opts.workers, on_row, opts.ray_gpus)
         else:
             result = run_local(todo, opts.workers, on_row)
     finally:

@@ -1,4 +1,5 @@
-"""Datasets: TUM RGB-D, KITTI odometry, image folder and video, found by name or detected from the path.
+"""Datasets: TUM RGB-D, KITTI odometry, stereo folders, image folder and video, found by name or detected
+from the path.
 
 >>> ds = open_dataset(DatasetConfig(path="rgbd_dataset_freiburg1_desk"))   # kind='auto' -> tum
 >>> for frame in ds: ...
@@ -27,7 +28,8 @@ __all__ = [
 
 def detect_kind(path: str | Path) -> str:
     """Dataset name for a path: rgb.txt -> 'tum'; sequences/ or image_2|image_0 with calib.txt -> 'kitti';
-    a video file -> 'video'; a folder with images -> 'folder'. Raises DatasetError otherwise."""
+    left/ and right/ folders -> 'stereo'; a video file -> 'video'; a folder with images -> 'folder'.
+    Raises DatasetError otherwise."""
     path = resolve_path(path)
     if path.is_file():
         if path.suffix.lower() in VIDEO_EXTENSIONS:
@@ -43,11 +45,13 @@ def detect_kind(path: str | Path) -> str:
         return "kitti"
     if (path / "calib.txt").is_file() and any((path / c).is_dir() for c in ("image_2", "image_0")):
         return "kitti"
+    if (path / "left").is_dir() and (path / "right").is_dir():
+        return "stereo"
     if any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir()):
         return "folder"
     raise DatasetError(
         "cannot tell the dataset kind: looked for rgb.txt (TUM), sequences/ or image_2|image_0 with calib.txt "
-        f"(KITTI) and image files ({' '.join(IMAGE_EXTENSIONS)}); set dataset.kind",
+        f"(KITTI), left/ and right/ (stereo) and image files ({' '.join(IMAGE_EXTENSIONS)}); set dataset.kind",
         path,
     )
 

@@ -12,6 +12,13 @@ Layout (the official one)::
 (grey images are replicated to RGB). ``K`` is the left 3x3 block of that camera's projection ``P<n>``.
 Without ``times.txt`` time stamps are ``index / 10`` s (KITTI records at 10 Hz), with a warning.
 
+Stereo: with a left camera (``image_0`` or ``image_2``) whose partner folder (``image_1`` / ``image_3``)
+exists, or with ``stereo: true``, every frame also carries the partner image (``Frame.right``) and the
+baseline in metres from the rectified projections, ``b = (P_l[0,3] - P_r[0,3]) / P_r[0,0]`` (KITTI's
+``P<n>[0,3] = -fx * x_n`` with ``x_n`` the camera's offset along the rectified x axis). Partner images are
+matched to left images by file name; a missing partner, different image counts or a missing ``P``-line
+are errors naming the file.
+
 Ground truth: ``poses/NN.txt`` holds camera-0 poses. They are used as they are for every camera,
 as KITTI's own evaluation does; for ``image_2`` this ignores the constant ~6 cm sideways offset
 between camera 0 and camera 2 (same orientation after rectification).
@@ -35,13 +42,15 @@ from slam.types import Frame
 log = logging.getLogger(__name__)
 
 KITTI_DEFAULT_CAMERAS = ("image_2", "image_0")
+#: right camera of each left camera of the KITTI rig
+STEREO_PARTNER = {"image_0": "image_1", "image_2": "image_3"}
 KITTI_FPS = 10.0
 
 
 def read_kitti_calib(path: Path) -> dict[str, np.ndarray]:
     """The 3x4 matrices of a KITTI ``calib.txt`` (``P0``..``P3``, ``Tr``), keyed by name."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"cannot read calibration ({err})", path) from None
     matrices = {}
@@ -59,6 +68,39 @@ def read_kitti_calib(path: Path) -> dict[str, np.ndarray]:
             raise DatasetError(f"line {number}: {key.strip()} has {len(numbers)} values, expected 12", path)
         matrices[key.strip()] = np.array(numbers).reshape(3, 4)
     return matrices
+
+
+def _projection(calib: dict[str, np.ndarray], camera: str, calib_path: Path) -> np.ndarray:
+    """3x4 rectified projection ``P<n>`` of the KITTI camera folder ``image_<n>``."""
+    key = f"P{camera[-1]}"
+    if key not in calib:
+        raise DatasetError(f"no {key} (projection of {camera}) in the calibration", calib_path)
+    return calib[key]
+
+
+def stereo_baseline(P_left: np.ndarray, P_right: np.ndarray, where: Path | str) -> float:
+    """Baseline (m) of a rectified pair from its 3x4 projections; the right camera must be to the right."""
+    if not np.allclose(P_left[:, :3], P_right[:, :3], rtol=1e-6, atol=1e-6):
+        raise DatasetError("left and right projections have different intrinsics: not a rectified pair", where)
+    baseline = float((P_left[0, 3] - P_right[0, 3]) / P_right[0, 0])
+    if not baseline > 0:
+        raise DatasetError(f"stereo baseline from the projections is {baseline:.4g} m; expected > 0 "
+                           "(right camera to the right of the left one)", where)
+    return baseline
+
+
+def partner_images(left: list[Path], right_dir: Path) -> list[Path]:
+    """Right images named like the ``left`` ones in ``right_dir``; errors name the missing file."""
+    if not right_dir.is_dir():
+        raise DatasetError("stereo partner folder not found", right_dir)
+    right = list_images(right_dir)
+    if len(right) != len(left):
+        raise DatasetError(f"{len(right)} right images for {len(left)} left images in {left[0].parent}", right_dir)
+    by_name = {p.name: p for p in right}
+    for path in left:
+        if path.name not in by_name:
+            raise DatasetError(f"no right image for the left image {path.name}", right_dir / path.name)
+    return [by_name[p.name] for p in left]
 
 
 def locate_sequence(cfg: DatasetConfig) -> tuple[Path, str]:
@@ -98,22 +140,32 @@ class KittiDataset(IndexedDataset):
         if not match:
             raise DatasetError(f"camera {self.camera!r} is not a KITTI camera folder (image_0..image_3)", seq_dir)
 
-        if cfg.intrinsics is not None:
-            self.K = intrinsics_from_list(cfg.intrinsics, "dataset.intrinsics")
-        else:
-            calib_path = seq_dir / "calib.txt"
+        partner = STEREO_PARTNER.get(self.camera)
+        use_stereo = cfg.stereo if cfg.stereo is not None else (partner is not None and (seq_dir / partner).is_dir())
+        if use_stereo and partner is None:
+            raise DatasetError(f"stereo needs a left camera (image_0 or image_2), not {self.camera}", seq_dir)
+        calib_path = seq_dir / "calib.txt"
+        calib = None
+        if cfg.intrinsics is None or use_stereo:
             if not calib_path.is_file():
                 raise DatasetError("no calib.txt in the KITTI sequence (or set dataset.intrinsics)", seq_dir)
             calib = read_kitti_calib(calib_path)
-            key = f"P{match.group(1)}"
-            if key not in calib:
-                raise DatasetError(f"no {key} (projection of {self.camera}) in the calibration", calib_path)
-            self.K = calib[key][:, :3].copy()
+        if cfg.intrinsics is not None:
+            self.K = intrinsics_from_list(cfg.intrinsics, "dataset.intrinsics")
+        else:
+            self.K = _projection(calib, self.camera, calib_path)[:, :3].copy()
 
         self._images = list_images(seq_dir / self.camera)
         if not self._images:
             raise DatasetError("no images (.png/.jpg) in the camera folder", seq_dir / self.camera)
         n = len(self._images)
+
+        self.baseline: float | None = None
+        self._right: list[Path] | None = None
+        if use_stereo:
+            self.baseline = stereo_baseline(_projection(calib, self.camera, calib_path),
+                                            _projection(calib, partner, calib_path), calib_path)
+            self._right = partner_images(self._images, seq_dir / partner)
 
         times_path = seq_dir / "times.txt"
         if times_path.is_file():
@@ -138,14 +190,27 @@ class KittiDataset(IndexedDataset):
     def is_kitti(self) -> bool:
         return True
 
+    @property
+    def is_stereo(self) -> bool:
+        return self._right is not None
+
     def __iter__(self) -> Iterator[Frame]:
         for index, i in enumerate(self._selected):
             path = self._images[i]
+            right = None
+            if self._right is not None:
+                right = read_rgb(self._right[i])
+                rgb = read_rgb(path)
+                if right.shape != rgb.shape:
+                    raise DatasetError(f"right image is {right.shape[1]}x{right.shape[0]} but the left image is "
+                                       f"{rgb.shape[1]}x{rgb.shape[0]}", self._right[i])
             yield Frame(
                 index=index,
                 timestamp=float(self._stamps[i]),
-                rgb=read_rgb(path),
+                rgb=rgb if right is not None else read_rgb(path),
                 K=self.K.copy(),
+                right=right,
+                baseline=self.baseline,
                 gt_pose=None if self._gt_poses is None else self._gt_poses[i].copy(),
                 source=str(path),
             )

@@ -84,3 +84,19 @@ def test_rows_from_metrics_and_tables(tmp_path):
     md = (tmp_path / "out" / "results.md").read_text()
     assert "Scored: all frames" in md and "| s2 | rgbd | failed | x.png: image file not found |" in md
     assert "t_err_pct" in md and "Summary per frontend" in md
+
+
+def test_plan_one_run_per_sequence_and_frontend(tmp_path):
+    from slam.bench.sweep import BenchOptions, plan
+
+    for sub in ("x/seq", "y/seq"):
+        (tmp_path / sub).mkdir(parents=True)
+    specs = plan(BenchOptions(data=[str(tmp_path / "x/seq"), str(tmp_path / "y/seq")], frontends=["rgbd", "ttt3r"],
+                              out=str(tmp_path / "out"), protocol="tum-dynamics", overrides=("backend.sync=true",)))
+    assert [(s.sequence, s.frontend) for s in specs] == [("seq", "rgbd"), ("seq", "ttt3r"), ("seq_2", "rgbd"),
+                                                         ("seq_2", "ttt3r")]
+    assert specs[2].out_dir == str(tmp_path / "out" / "seq_2" / "rgbd") and specs[2].data == str(tmp_path / "y/seq")
+    args = specs[1].cli_args()
+    assert args[:5] == ["run", "--data", str(tmp_path / "x/seq"), "--out", str(tmp_path / "out" / "seq" / "ttt3r")]
+    assert args[-4:] == ["dataset.stride=3", "dataset.max_frames=90", "backend.sync=true", "frontend.name=ttt3r"]
+    assert specs[0].protocol == "tum-dynamics" and "90 frames" in specs[0].scored

@@ -37,18 +37,26 @@ class Case:
         metric: the frontend's outputs are in metres (``FrontendOutput.metric``).
         uses_frame_K: the output ``K`` is the frame's ``K`` mapped to the working size (the test frames
             are 48x64, so working sizes come from resizing without a crop).
+        stereo_baseline: the frontend needs a rectified stereo pair: the frames also carry a right view
+            rendered this many metres along the camera's x axis (``Frame.right``, ``Frame.baseline``).
+        size: (h, w) of the test frames (stereo matching and features need more pixels than 48x64).
     """
 
     frontend: Frontend
     needs_depth: bool
     metric: bool
     uses_frame_K: bool = True
+    stereo_baseline: float | None = None
+    size: tuple[int, int] = SIZE
 
 
-def make_frames(n: int = 4, hole: bool = True) -> list[Frame]:
-    """``n`` rendered RGB-D frames of the demo room (exact K, depth and ground truth), 48x64; with ``hole``
-    a block of every depth map is invalid (0)."""
-    renderer = DemoRenderer(SIZE)
+def make_frames(n: int = 4, hole: bool = True, case: Case | None = None) -> list[Frame]:
+    """``n`` rendered RGB-D frames of the demo room (exact K, depth and ground truth), 48x64 (or
+    ``case.size``, plus a right view for stereo cases); with ``hole`` a block of every depth map is
+    invalid (0)."""
+    size = SIZE if case is None else case.size
+    baseline = None if case is None else case.stereo_baseline
+    renderer = DemoRenderer(size)
     poses = camera_path(300)[:n]
     frames = []
     for i, T_wc in enumerate(poses):
@@ -56,8 +64,13 @@ def make_frames(n: int = 4, hole: bool = True) -> list[Frame]:
         depth = depth.astype(np.float32)
         if hole:
             depth[:8, :12] = 0.0
+        right = None
+        if baseline is not None:
+            offset = np.eye(4)
+            offset[0, 3] = baseline
+            right = renderer.render(T_wc @ offset)[0]
         frames.append(Frame(index=i, timestamp=i / 30.0, rgb=rgb, depth=depth, K=renderer.K.copy(),
-                            gt_pose=T_wc, source=f"rendered{i}"))
+                            gt_pose=T_wc, source=f"rendered{i}", right=right, baseline=baseline))
     return frames
 
 
@@ -65,6 +78,10 @@ def _case_rgbd(folder: Path) -> Case:
     from frontends.rgbd import RgbdConfig
 
     return Case(create("rgbd", RgbdConfig(downsample=1)), needs_depth=True, metric=True)
+
+
+def _case_stereo(folder: Path) -> Case:
+    return Case(create("stereo"), needs_depth=False, metric=True, stereo_baseline=0.12, size=(240, 320))
 
 
 def _cut3r_case(name: str) -> Callable[[Path], Case]:
@@ -94,6 +111,7 @@ def _case_perturbed(folder: Path) -> Case:
 CASES: dict[str, Callable[[Path], Case]] = {
     "rgbd": _case_rgbd,
     "perturbed": _case_perturbed,
+    "stereo": _case_stereo,
     "cut3r": _cut3r_case("cut3r"),
     "ttt3r": _cut3r_case("ttt3r"),
     "ttsa3r": _cut3r_case("ttsa3r"),
@@ -163,7 +181,7 @@ def _check_output(out: FrontendOutput, frame: Frame, case: Case) -> None:
 
 
 def test_step_outputs_follow_the_contract(case):
-    frames = make_frames()
+    frames = make_frames(case=case)
     outs = [case.frontend.step(f) for f in frames]
     for out, frame in zip(outs, frames):
         _check_output(out, frame, case)
@@ -176,7 +194,7 @@ def test_step_outputs_follow_the_contract(case):
 
 
 def test_reset_starts_a_new_segment(case):
-    frames = make_frames(3)
+    frames = make_frames(3, case=case)
     first = case.frontend.step(frames[0]).segment
     case.frontend.step(frames[1])
     case.frontend.reset()
@@ -184,7 +202,7 @@ def test_reset_starts_a_new_segment(case):
 
 
 def test_pair_is_independent_of_the_stream(case):
-    frames = make_frames(3)
+    frames = make_frames(3, case=case)
     est = case.frontend.pair(frames[0], frames[2])
     assert isinstance(est, PairEstimate)
     _check_pose(est.T_ab) if not est.sim3 else None

@@ -108,6 +108,14 @@ def test_ply_round_trip(tmp_path):
     assert table[3, 9 + 2 * 15 + 4] == g["sh"][3, 5, 2]
 
 
+def test_ply_empty_map(tmp_path):
+    z = np.zeros((0, 3), np.float32)
+    path = write_gaussian_ply(tmp_path / "e.ply", z, np.zeros((0, 16, 3), np.float32), np.zeros(0, np.float32), z,
+                              np.zeros((0, 4), np.float32))
+    back = read_gaussian_ply(path)
+    assert back["means"].shape == (0, 3) and back["sh"].shape == (0, 16, 3)
+
+
 def _dc(rgb):
     sh = np.zeros((16, 3))
     sh[0] = (np.asarray(rgb, dtype=np.float64) - 0.5) / C0

@@ -108,3 +108,16 @@ def test_full_mode_is_view_permutation_equivariant():
     ray = torch.tensor([(col + 0.5 - 16.0) / 25.0, (row + 0.5 - 8.0) / 26.0, 1.0], dtype=torch.float64)
     offset = a["means"][0, i].double() - c2w[0, v, :3, 3].double()
     assert torch.allclose(torch.cross(offset, ray, dim=0), torch.zeros(3, dtype=torch.float64), atol=1e-4)
+
+
+def test_newton_schulz_steps():
+    from mapping.gaussians.fast_weights import newton_schulz
+
+    g = torch.randn(6, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    np.testing.assert_allclose(newton_schulz(g, 0, torch.float64).numpy(), (g / (g.norm() + 1e-7)).numpy())
+    x = newton_schulz(g, 5, torch.float64)
+    sv = torch.linalg.svdvals(x)
+    assert 0.5 < sv.min() and sv.max() < 1.3  # roughly orthogonalised (singular values in about [0.5, 1.2])
+    tall = newton_schulz(g.T, 5, torch.float64)  # works on the wide orientation, transposes back
+    np.testing.assert_allclose(tall.numpy(), x.T.numpy(), atol=1e-12)
+    assert newton_schulz(g.float(), 5, torch.bfloat16).dtype == torch.bfloat16

@@ -172,9 +172,9 @@ def test_slam_run_writes_gaussians_inside_the_map(tmp_path, monkeypatch):
                 s.rerun = type("R", (), {"rec": type("Rec", (), {"stream": stream})()})()
         return sinks
 
-    import mapping
+    import slam.pipeline
 
-    monkeypatch.setattr(mapping, "build_sinks", with_fake_rerun)
+    monkeypatch.setattr(slam.pipeline, "build_sinks", with_fake_rerun)
     pipe.run()
     g = read_gaussian_ply(tmp_path / "out" / "gaussians.ply")
     n_kf = sum(1 for line in (tmp_path / "out" / "keyframes.tum").read_text().splitlines()
@@ -189,3 +189,36 @@ def test_slam_run_writes_gaussians_inside_the_map(tmp_path, monkeypatch):
     assert ((g["means"] >= lo - pad) & (g["means"] <= hi + pad)).all()
     paths = [p for p, _ in stream.logged]
     assert paths == ["/world/gaussians"]
+
+
+def test_sink_every_k_keyframes_and_image_sources(tmp_path, monkeypatch):
+    """Rebuild every 2 keyframes; images from Keyframe.frame, from on_frame when dropped, else Keyframe.colors."""
+    import dataclasses
+
+    from mapping.gaussians.sink import GaussianSink
+    from slam.sinks import FrameEvent
+    from tests.mapping import synthetic as syn
+
+    sink = GaussianSink(_cfg(every_k_keyframes=2, window=4, crop_to_map=False), tmp_path)
+    seen = []
+    original = sink.builder.build
+    monkeypatch.setattr(sink.builder, "build", lambda views, bounds=None: seen.append(views) or original(views, bounds))
+    poses = syn.trajectory(3)
+    kfs = []
+    for k in range(3):
+        frame, out = syn.frame_and_output(k, poses[k])
+        kf = syn.keyframe(k, frame, out, poses[k])
+        if k == 1:  # backend dropped the frame: the sink's copy from on_frame is used
+            kf = dataclasses.replace(kf, frame=None)
+            sink.on_frame(FrameEvent(frame=frame, output=out, pose=poses[k], keyframe_id=k))
+        if k == 2:  # no frame and no intrinsics: the keyframe's own colours
+            kf = dataclasses.replace(kf, frame=None)
+        kfs.append(kf)
+        sink.on_keyframes(list(kfs), [])
+    assert len(seen) == 1 and len(seen[0]) == 2  # rebuilt once, at 2 keyframes
+    assert sink.path.is_file()
+    sink.finish(np.zeros(3), poses, {})
+    views = seen[-1]
+    assert [v.rgb.shape for v in views] == [(480, 640, 3), (480, 640, 3), (60, 80, 3)]
+    assert views[2].rgb is kfs[2].colors and np.allclose(views[2].K, kfs[2].K)
+    assert len(read_gaussian_ply(sink.path)["means"]) == 3 * 24 * 40 * 0.4

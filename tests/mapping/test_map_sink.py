@@ -13,7 +13,8 @@ from mapping.config import MappingConfig, TsdfConfig, VizConfig
 from mapping.map_sink import MapSink
 from mapping.rerun_sink import RerunSink
 from slam.errors import ConfigError
-from slam.sinks import LoopEdge, RunInfo
+from slam.sinks import RunInfo
+from slam.types import LoopEdge
 from tests.mapping.icl import icl_keyframes
 from tests.mapping.synthetic import pose
 

@@ -1,0 +1,94 @@
+"""A rectified stereo sequence as two image folders with a calibration file (``dataset.kind=stereo``).
+
+Layout::
+
+    <path>/left/*.png|jpg      left images, natural name order
+    <path>/right/*.png|jpg     right images with the same file names
+    <path>/calibration.txt     'fx fy cx cy baseline' (pixels of the images, baseline in metres)
+    <path>/times.txt           optional: one time stamp (s) per image pair; else index / 10 s
+    <path>/poses.txt           optional ground truth: KITTI format (12 floats per line, T_wc of the left camera)
+
+The pair must be rectified (rows aligned, same K). Missing partners, count mismatches and bad calibration
+give errors naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from slam.datasets.base import DatasetConfig, IndexedDataset, frame_selection, register_dataset, resolve_path
+from slam.datasets.io import intrinsics_from_list, list_images, read_rgb
+from slam.datasets.kitti import partner_images
+from slam.errors import DatasetError
+from slam.trajectory import read_kitti, read_kitti_times
+from slam.types import Frame
+
+STEREO_FPS = 10.0
+
+
+def read_stereo_calibration(path: Path) -> tuple[np.ndarray, float]:
+    """(K 3x3, baseline metres) from a 'fx fy cx cy baseline' calibration file."""
+    if not path.is_file():
+        raise DatasetError("stereo calibration file not found (expected 'fx fy cx cy baseline')", path)
+    try:
+        lines = [ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"cannot read calibration file ({err})", path) from None
+    data = [ln for ln in lines if ln]
+    fields = data[0].replace(",", " ").split() if data else []
+    if len(fields) != 5:
+        raise DatasetError(f"expected 5 values 'fx fy cx cy baseline', found {len(fields)}", path)
+    K = intrinsics_from_list(fields[:4], path)
+    try:
+        baseline = float(fields[4])
+    except ValueError:
+        raise DatasetError(f"baseline is not a number: {fields[4]!r}", path) from None
+    if not (np.isfinite(baseline) and baseline > 0):
+        raise DatasetError(f"baseline must be > 0 metres, got {baseline}", path)
+    return K, baseline
+
+
+@register_dataset("stereo")
+class StereoFolderDataset(IndexedDataset):
+    """Left/right image folders with a calibration file; see the module docstring."""
+
+    def __init__(self, cfg: DatasetConfig):
+        self.cfg = cfg
+        self.root = root = resolve_path(cfg.path)
+        if not (root / "left").is_dir():
+            raise DatasetError("stereo folder needs a 'left' image folder", root)
+        self._images = list_images(root / "left")
+        if not self._images:
+            raise DatasetError("no images (.jpg .jpeg .png .bmp) in the folder", root / "left")
+        self._right = partner_images(self._images, root / "right")
+        self.K, self.baseline = read_stereo_calibration(root / "calibration.txt")
+        if cfg.intrinsics is not None:
+            self.K = intrinsics_from_list(cfg.intrinsics, "dataset.intrinsics")
+        n = len(self._images)
+        times_path = root / "times.txt"
+        if times_path.is_file():
+            self._stamps = read_kitti_times(times_path)
+            if len(self._stamps) != n:
+                raise DatasetError(f"{len(self._stamps)} time stamps for {n} image pairs", times_path)
+        else:
+            self._stamps = np.arange(n, dtype=np.float64) / STEREO_FPS
+        poses_path = root / "poses.txt"
+        if poses_path.is_file():
+            gt = read_kitti(poses_path)
+            if len(gt) != n:
+                raise DatasetError(f"{len(gt)} poses for {n} image pairs", poses_path)
+            self._gt_poses = gt.poses
+        self._selected = frame_selection(n, cfg)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, i in enumerate(self._selected):
+            left, right = read_rgb(self._images[i]), read_rgb(self._right[i])
+            if left.shape != right.shape:
+                raise DatasetError(f"right image is {right.shape[1]}x{right.shape[0]} but the left image is "
+                                   f"{left.shape[1]}x{left.shape[0]}", self._right[i])
+            yield Frame(index=index, timestamp=float(self._stamps[i]), rgb=left, K=self.K.copy(),
+                        gt_pose=None if self._gt_poses is None else self._gt_poses[i].copy(),
+                        source=str(self._images[i]), right=right, baseline=self.baseline)

@@ -1,0 +1,42 @@
+"""The ``torch.compile`` path of the CUT3R-family per-view step against the eager step (its reference).
+
+Inductor reorders floating-point work, so outputs agree to rounding, not bit for bit: per element within
+``1e-4 + 1e-4 |eager|`` over four frames of the tiny fixture model (every rule's statistics included).
+The CUDA test is the one that matters (skipped without CUDA); the CPU variant is slow (C++ compilation)
+and marked so.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.cut3r.compact_fixtures import DATA
+from tests.cut3r.fixture_models import fixture_model, load_npz
+
+KEYS = ("pts3d_in_self_view", "conf_self", "pts3d_in_other_view", "camera_pose", "update_weight")
+ATOL = RTOL = 1e-4
+
+
+def compare(device: str, rule: str) -> None:
+    net = fixture_model(DATA, "dpt")
+    net = net if device == "cpu" else __import__("copy").deepcopy(net).to(device)
+    frames = torch.from_numpy(load_npz(DATA / "inputs_land_64x48.npz")["img"])[:4].to(device)
+    eager, compiled = net.session(update=rule), net.session(update=rule, compile_step=True)
+    for i in range(frames.shape[0]):
+        ref, ours = eager.step(frames[i:i + 1]), compiled.step(frames[i:i + 1])
+        for key in KEYS:
+            err = ((ours[key] - ref[key]).abs() - RTOL * ref[key].abs()).max().item()
+            assert err <= ATOL, f"{rule} frame {i} {key}: exceeds {ATOL} + {RTOL}|ref| by {err:.2e}"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("rule", ["cut3r", "ttt3r", "ttsa3r"])
+def test_compiled_step_matches_eager_on_cuda(rule):
+    compare("cuda", rule)
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager_on_cpu():
+    compare("cpu", "ttsa3r")
