@@ -207,4 +207,6 @@ def write_run_yaml(cfg: RunConfig, path: Path) -> None:
     import yaml
 
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
-    path.write_text("# resolved configuration of this run (slam run --config run.yaml reproduces it)\n" + text)
+    from slam.trajectory import write_text_atomic
+
+    write_text_atomic(path, "# resolved configuration of this run (slam run --config run.yaml reproduces it)\n" + text)

@@ -35,7 +35,6 @@ import copy
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -238,11 +237,7 @@ def plot_trajectories(est: Trajectory, gt: Trajectory, png_path: str | Path,
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png_path.with_name(f".{png_path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, png_path)
+    write_text_atomic(png_path, buffer.getvalue())
 
 
 #: ``--align`` choices of ``slam eval`` (evo: ``-a`` = se3, ``-as`` = sim3, ``--align_origin`` = origin).

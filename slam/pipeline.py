@@ -23,7 +23,7 @@ from backends import create_backend
 from mapping import build_sinks
 from slam.config import RunConfig, write_run_yaml
 from slam.datasets import open_dataset
-from slam.depth_check import DepthCheck
+from slam.depth_check import DepthCheck, check_frame_size
 from slam.errors import DatasetError, SlamError
 from slam.evaluation import evaluate
 from slam.interrupts import SignalState, interrupt_signals, pause_point
@@ -93,6 +93,7 @@ class Pipeline:
         self.backend: Backend | None = None
         self.sinks: list[Sink] = []
         self.fps = _FpsMeter()
+        self.frames_written = 0  #: frames in the trajectory.tum on disk
         self.write_errors: list[OSError] = []  #: failed writes of the sinks, reported at the end of the run
 
     # -- outputs ---------------------------------------------------------------------------------------------
@@ -106,6 +107,7 @@ class Pipeline:
         write_tum_trajectory(self.out_dir / "trajectory.tum", traj)
         if write_kitti:
             write_kitti_trajectory(self.out_dir / "trajectory.kitti", traj)
+        self.frames_written = len(traj)
         return traj
 
     # -- main loop -------------------------------------------------------------------------------------------
@@ -131,11 +133,13 @@ class Pipeline:
         metrics: dict[str, Any] = {}
         started = False
         n_keyframes = 0
+        first_shape: tuple[int, int] | None = None
         t0 = last_flush = time.perf_counter()
         bar = _progress_bar(n_total, cfg.frontend.name) if self.progress else None
         with interrupt_signals(signals):
             try:
                 for frame in dataset:
+                    first_shape = check_frame_size(frame, first_shape)
                     self.depth_check.check(frame)
                     output = frontend.step(frame)
                     _check_finite(output, frame, cfg.frontend.name)
@@ -258,6 +262,8 @@ class Pipeline:
             _notify(self.sinks, "finish", traj.timestamps, traj.poses, metrics, write_errors=self.write_errors)
 
         self._guarded("exporting the map", export)
+        if self.frames_written < n:  # repeated signals skipped every trajectory write: one last try
+            self._guarded("writing the trajectory", self._write_trajectories, write_kitti)
         if self._interrupted_finish and not metrics["interrupted"]:  # interrupted during the export
             metrics["interrupted"] = True
             self._guarded("writing the metrics", write_text_atomic, metrics_path,

@@ -65,8 +65,9 @@ class Trajectory:
 # --------------------------------------------------------------------------------------------- I/O helpers
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename.
+def write_text_atomic(path: str | Path, text: str | bytes) -> None:
+    """Write ``text`` (str as UTF-8, or bytes) to ``path`` through a temporary file in the same folder and an
+    atomic rename.
 
     Raises:
         OSError whose ``filename`` is ``path`` (disk full, file too large, not writable); the previous
@@ -79,7 +80,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as f:
             f.write(text)
         os.replace(tmp, path)
     except OSError as exc:  # disk full, file too large, ...: the error names the file, the old one is kept

@@ -331,3 +331,16 @@ def test_every_tool_uses_the_shared_error_contract():
     assert scripts
     missing = [p.name for p in scripts if "tool_main(" not in p.read_text()]
     assert not missing, f"tools without slam.entry.tool_main: {missing}"
+
+
+def test_image_size_change_mid_sequence_is_refused(capsys, tmp_path, seq):
+    import cv2
+
+    rgb = sorted((seq / "rgb").glob("*.png"))[3]
+    depth = sorted((seq / "depth").glob("*.png"))[3]
+    cv2.imwrite(str(rgb), np.zeros((60, 80, 3), np.uint8))
+    cv2.imwrite(str(depth), np.full((60, 80), 5000, np.uint16))
+    out = tmp_path / "out"
+    code, err = run_cli(capsys, "run", "--data", seq, "--out", out, "--quiet", "backend.sync=true")
+    assert code == 2 and rgb.name in error_line(err) and "80x60" in error_line(err)
+    assert len(read_tum(out / "trajectory.tum")) == 3  # the frames before it are kept

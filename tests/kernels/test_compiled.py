@@ -2,8 +2,9 @@
 
 Inductor reorders floating-point work, so outputs agree to rounding, not bit for bit: per element within
 ``1e-4 + 1e-4 |eager|`` over four frames of the tiny fixture model (every rule's statistics included).
-The CUDA test is the one that matters (skipped without CUDA); the CPU variant is slow (C++ compilation)
-and marked so.
+The CUDA tests are the ones that matter (skipped without CUDA). On CPU, compiling the whole tiny network
+takes over 15 minutes on a loaded 2-core machine, so the CPU test compiles one kernel (RoPE2D, C++ code
+generation) against its eager reference; it takes ~30 s and is marked slow.
 """
 
 from __future__ import annotations
@@ -38,5 +39,12 @@ def test_compiled_step_matches_eager_on_cuda(rule):
 
 
 @pytest.mark.slow
-def test_compiled_step_matches_eager_on_cpu():
-    compare("cpu", "ttsa3r")
+def test_compile_step_on_cpu_matches_eager_rope2d():
+    from kernels.compiled import compile_step
+    from kernels.rope2d import rope2d
+
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randn(1, 4, 12, 32, generator=gen)
+    positions = torch.randint(-1, 6, (1, 12, 2), generator=gen)
+    compiled = compile_step(rope2d)(tokens, positions)
+    assert torch.allclose(compiled, rope2d(tokens, positions), atol=1e-5, rtol=1e-5)
