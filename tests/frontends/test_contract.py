@@ -112,8 +112,17 @@ def _case_stream3r(folder: Path) -> Case:
     return Case(create("stream3r", config), needs_depth=False, metric=False)
 
 
+def _case_perturbed(folder: Path) -> Case:
+    from frontends.perturbed import PerturbedConfig
+
+    cfg = PerturbedConfig(inner="rgbd", inner_options={"downsample": 1}, rotation_noise_deg=0.1,
+                          translation_noise=0.001)
+    return Case(create("perturbed", cfg), needs_depth=True, metric=False)
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
     "rgbd": _case_rgbd,
+    "perturbed": _case_perturbed,
     "stereo": _case_stereo,
     "stream3r": _case_stream3r,
     "cut3r": _cut3r_case("cut3r"),
