@@ -348,4 +348,6 @@ def print_steps(rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from slam.entry import tool_main
+
+    sys.exit(tool_main(main))

@@ -7,7 +7,7 @@ the manifest's tolerances. Exit code 0 when every run passes, 1 otherwise, 2 on 
 
 Usage::
 
-    python tools/tttlrm_parity.py ../shared/fixtures/tttlrm
+    python tools/tttlrm_parity.py ../shared/fixtures/tttlrm [--device cuda]
 """
 
 from __future__ import annotations
@@ -61,14 +61,18 @@ def within(result: dict[str, tuple[float, float, float]], tol: dict[str, float])
     return fails
 
 
-def run_fixture(folder: Path, run: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
-    """Run one manifest entry; returns per-output stats, pose and world-frame checks."""
+def run_fixture(folder: Path, run: dict[str, Any], manifest: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
+    """Run one manifest entry on ``device`` (float32, no autocast); returns per-output stats, pose and world-frame
+    checks."""
     import torch
 
     from mapping.tttlrm import load_model, normalize_poses, to_world
 
     model_info = manifest["models"][run["model"]]
-    net = load_model(folder / model_info["checkpoint"], ns_dtype=run["ns_dtype"],
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = False  # the fixtures are float32 (spec section 8)
+        torch.backends.cudnn.allow_tf32 = False
+    net = load_model(folder / model_info["checkpoint"], device=device, ns_dtype=run["ns_dtype"],
                      config=folder / model_info["config"])
     inp = np.load(folder / run["inputs"])
     ref = np.load(folder / run["file"])
@@ -109,6 +113,7 @@ def check_report(report: dict[str, Any], run: dict[str, Any], manifest: dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="fixture folder holding manifest.json")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu); float32, TF32 off")
     args = parser.parse_args(argv)
     manifest_path = args.folder / "manifest.json"
     if not manifest_path.is_file():
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads(manifest_path.read_text())
     failed = 0
     for run in manifest["runs"]:
-        report = run_fixture(args.folder, run, manifest)
+        report = run_fixture(args.folder, run, manifest, args.device)
         fails = check_report(report, run, manifest)
         failed += bool(fails)
         print(f"{run['file']}: {'FAIL ' + '; '.join(fails) if fails else 'ok'}")
@@ -130,4 +135,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from slam.entry import tool_main
+
+    sys.exit(tool_main(main))

@@ -17,6 +17,7 @@ import torch
 
 from mapping.config import GaussiansConfig
 from mapping.gaussians.loading import load_model
+from mapping.gaussians.network import OUTPUT_KEYS as GAUSSIAN_KEYS
 from mapping.gaussians.network import TttLrm
 from mapping.gaussians.poses import normalize_poses, to_world
 from mapping.gaussians.views import Window, fit_view, plan_windows
@@ -24,8 +25,6 @@ from slam.errors import SlamError
 
 log = logging.getLogger(__name__)
 
-#: keys of a Gaussian set (world frame, numpy): means [N,3], sh [N,K,3], log_scales [N,3], quats [N,4], opacity [N]
-GAUSSIAN_KEYS = ("means", "sh", "log_scales", "quats", "opacity_logits")
 
 
 class DeviceMemoryError(SlamError):
@@ -59,14 +58,17 @@ def window_bytes(model: TttLrm, n_views: int, height: int, width: int) -> int:
 
 
 def _available_bytes(device: torch.device) -> int | None:
+    """Free memory of ``device`` in bytes (CUDA: free device memory; CPU: MemAvailable), None if unknown."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     try:
-        import os
-
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 class GaussianMapBuilder:

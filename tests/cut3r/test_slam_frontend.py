@@ -157,7 +157,7 @@ def test_default_size_follows_the_head(fixtures_dir):
 
 @pytest.mark.parametrize(("options", "error", "needle"), [
     ({"checkpoint": None}, ConfigError, "checkpoint is required"),
-    ({"autocast": "bf16"}, ConfigError, "needs device 'cuda'"),
+    ({"autocast": "fp16"}, ConfigError, "needs device 'cuda'"),
     ({"autocast": "fp8"}, ConfigError, "autocast must be one of"),
     ({"device": "tpu"}, ConfigError, "device must be"),
     ({"size": 100}, ConfigError, "multiple of 16"),

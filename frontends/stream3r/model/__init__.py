@@ -1,0 +1,1 @@
+"""STream3R network modules (parameter names follow the official state dict)."""
