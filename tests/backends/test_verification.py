@@ -213,3 +213,39 @@ def test_alignment_safeguard_accepts_an_improvement(room_keyframes):
     assert stats["accepted"] and eng.counters["alignment_rejected"] == 0
     assert stats["heldout_error_after"] < stats["heldout_error_before"]
     assert stats["worst_odometry_residual"] < eng.cfg.global_alignment.max_odometry_residual
+
+
+@pytest.mark.slow
+def test_alignment_safeguard_rejects_harm_only_visible_where_the_loop_closes(room_keyframes, monkeypatch):
+    """An alignment that fixes per-step odometry errors (short-range held-out pairs improve) but then bends
+    the trajectory slowly, so that it no longer meets itself where the loop closes: the far covisible pairs
+    and the loop measurement catch it."""
+    from backends.pose_graph import Edge
+
+    _, _, kfs = room_keyframes
+    bent = []
+    for i, kf in enumerate(kfs):
+        pose = kf.pose if i == 0 else bent[-1].pose @ _perturb(sim3.relative(kfs[i - 1].pose, kf.pose), 0.3,
+                                                                (0.01, 0.0, 0.0))
+        bent.append(dataclasses.replace(kf, pose=pose))
+    eng = _engine_with_odometry(bent)
+    last = len(kfs) - 1
+    eng.add_loop_edge(Edge(0, last, sim3.relative(kfs[0].pose, kfs[last].pose), eng._loop_sigmas(0, 1.0),
+                           kind="loop", robust=True))
+    eng.graph.update()
+    real_optimise = ga_module._optimise
+
+    def bend(views, P, ids, *args, **kwargs):  # right alignment, then a slow yaw drift along the second half
+        out = real_optimise(views, P, ids, *args, **kwargs)
+        for k in ids[len(ids) // 2:]:
+            P[k] = _perturb(P[k], 0.15 * (k - len(ids) // 2), (0.0, 0.0, 0.0))
+        return out
+
+    monkeypatch.setattr(ga_module, "_optimise", bend)
+    eng.cfg.global_alignment.max_odometry_residual = 1e3  # only the held-out pairs and the loop may object
+    eng.run_global_alignment()
+    stats = eng.last_alignment
+    assert stats["heldout_error_after"] < stats["heldout_error_before"]  # the short-range check is fooled
+    assert stats["far_pairs"] > 0 and stats["far_error_after"] > stats["far_error_before"]
+    assert stats["loop_residual_after"] > stats["loop_residual_before"]
+    assert not stats["accepted"] and eng.counters["alignment_rejected"] == 1

@@ -100,8 +100,17 @@ def _cut3r_case(name: str) -> Callable[[Path], Case]:
     return build
 
 
+def _case_perturbed(folder: Path) -> Case:
+    from frontends.perturbed import PerturbedConfig
+
+    cfg = PerturbedConfig(inner="rgbd", inner_options={"downsample": 1}, rotation_noise_deg=0.1,
+                          translation_noise=0.001)
+    return Case(create("perturbed", cfg), needs_depth=True, metric=False)
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
     "rgbd": _case_rgbd,
+    "perturbed": _case_perturbed,
     "stereo": _case_stereo,
     "cut3r": _cut3r_case("cut3r"),
     "ttt3r": _cut3r_case("ttt3r"),
