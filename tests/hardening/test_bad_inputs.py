@@ -149,7 +149,7 @@ def test_eval_association_error_names_both_files(capsys, tmp_path):
 
 
 def test_write_failure_names_the_path(tmp_path):
-    from slam.trajectory import write_text_atomic
+    from slam.atomic import write_text_atomic
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
