@@ -130,8 +130,9 @@ class LoopClosureConfig:
         inlier_distance: point inlier distance for the geometric check, relative to the median depth.
         min_inlier_ratio: minimum fraction of the new keyframe's points landing on the old keyframe's surface
             that lie within ``inlier_distance`` of it.
-        max_correction: reject when refinement moves the hypothesis by more than this (relative to depth,
-            or in radians); a sign the hypothesis was wrong.
+        max_correction: reject when refinement moves the hypothesis by more than this (translation relative
+            to depth, rotation in radians, Sim(3) scale as |log| = relative change of depths); a sign the
+            hypothesis was wrong.
         refine: refine the hypothesis (point-to-plane alignment of the keyframe pointmaps, coarse to fine)
             and use the refined one as the loop measurement.
         dense_refine: after the point refinement, let the frontend refine the hypothesis with its own dense
@@ -191,9 +192,16 @@ class GlobalAlignmentConfig:
             of 0.1/0.3/1/3 on exact-truth renders with and without sensor depth noise (see
             ``tools/eval_backend_icl.py --depth-noise``).
         safeguard: accept the result only when it lowers the point-to-plane error of held-out keyframe
-            pairs (not used by the alignment) and keeps every odometry edge within ``max_odometry_residual``
-            sigmas of its original measurement; otherwise keep the pose-graph solution.
+            pairs (not used by the alignment: short-range ones and far covisible ones, where loops close),
+            fits the loop and segment-link measurements no worse than the pose graph, and keeps every
+            odometry edge within ``max_odometry_residual`` sigmas of its original measurement; otherwise
+            keep the pose-graph solution.
         max_odometry_residual: see ``safeguard`` (whitened units of the odometry noise model).
+        solve_scale: with a Sim(3) graph (up-to-scale frontends), also solve each keyframe's scale from the
+            points; False keeps the scales of the pose-graph solution (odometry, loops, segment links) and
+            aligns rotations and translations only. Point-to-plane residuals of one depth map leave scale
+            and translation along the viewing direction nearly interchangeable, so per-keyframe scales solved
+            from them wander (noise in every keyframe's depth becomes scale noise along the trajectory).
     """
 
     enabled: bool | None = None
@@ -206,6 +214,7 @@ class GlobalAlignmentConfig:
     prior_weight: float = 1.0
     safeguard: bool = True
     max_odometry_residual: float = 5.0
+    solve_scale: bool = False
 
     def validate(self) -> None:
         require(self, prior_weight={"ge": 0}, max_odometry_residual={"gt": 0}, every_k={"ge": 0},

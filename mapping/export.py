@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno
-import os
 from pathlib import Path
 
 import open3d as o3d
+
+from slam.atomic import atomic_path
 
 
 _PLY_SIZES = {"char": 1, "int8": 1, "uchar": 1, "uint8": 1, "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
@@ -36,16 +37,11 @@ def _ply_complete(path: Path) -> bool:
 
 
 def _atomic(path: Path, write) -> Path:
-    """Write through a temporary file and a rename; failures raise ``OSError`` with ``filename=path``."""
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # Open3D picks the format from the suffix
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    """Write through :func:`slam.atomic.atomic_path` (the temporary file keeps the suffix, from which Open3D
+    picks the format); failures raise ``OSError`` with ``filename=path``."""
+    with atomic_path(path) as tmp:
         if not write(str(tmp)):
             raise OSError(errno.EIO, "Open3D could not write the file (disk full or not writable?)")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     return path
 
 

@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from backends.config import BackendConfig
 from frontends.base import FRONTENDS, frontend_config_class
 from mapping.config import MappingConfig, VizConfig
+from slam.atomic import write_text_atomic
 from slam.config_loader import Origins, bounded, build, merge, nest, origin_of, parse_override, read_yaml, to_plain
 from slam.datasets import detect_kind
 from slam.datasets.base import DatasetConfig
@@ -204,9 +207,5 @@ def build_run_config(merged: dict[str, Any], origins: Origins) -> RunConfig:
 
 def write_run_yaml(cfg: RunConfig, path: Path) -> None:
     """Write the resolved configuration (``run.yaml``) so a run can be reproduced with ``--config``."""
-    import yaml
-
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
-    from slam.trajectory import write_text_atomic
-
     write_text_atomic(path, "# resolved configuration of this run (slam run --config run.yaml reproduces it)\n" + text)

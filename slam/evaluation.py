@@ -43,9 +43,10 @@ from evo.core.filters import FilterException
 from evo.core.geometry import GeometryException
 from evo.core.trajectory import PoseTrajectory3D
 
+from slam.atomic import write_bytes_atomic, write_text_atomic
 from slam.errors import DatasetError
 from slam.geometry import rotation_part
-from slam.trajectory import Trajectory, detect_format, read_trajectory, write_text_atomic
+from slam.trajectory import Trajectory, detect_format, read_trajectory
 
 KITTI_LENGTHS_M = (100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
 SHORT_LENGTH_M = 10.0
@@ -237,7 +238,7 @@ def plot_trajectories(est: Trajectory, gt: Trajectory, png_path: str | Path,
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    write_text_atomic(png_path, buffer.getvalue())
+    write_bytes_atomic(png_path, buffer.getvalue())
 
 
 #: ``--align`` choices of ``slam eval`` (evo: ``-a`` = se3, ``-as`` = sim3, ``--align_origin`` = origin).

@@ -28,7 +28,8 @@ from slam.errors import DatasetError, SlamError
 from slam.evaluation import evaluate
 from slam.interrupts import SignalState, interrupt_signals, pause_point
 from slam.sinks import FrameEvent, RunInfo, Sink
-from slam.trajectory import Trajectory, write_kitti_trajectory, write_text_atomic, write_tum_trajectory
+from slam.atomic import write_text_atomic
+from slam.trajectory import Trajectory, write_kitti_trajectory, write_tum_trajectory
 from slam.types import Backend
 
 log = logging.getLogger(__name__)

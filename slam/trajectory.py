@@ -12,13 +12,12 @@ Writers are atomic (temporary file + rename), so an interrupted write never leav
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from slam.atomic import write_text_atomic
 from slam.errors import DatasetError
 from slam.geometry import pose_from_tq, pose_to_tq
 
@@ -63,32 +62,6 @@ class Trajectory:
 
 
 # --------------------------------------------------------------------------------------------- I/O helpers
-
-
-def write_text_atomic(path: str | Path, text: str | bytes) -> None:
-    """Write ``text`` (str as UTF-8, or bytes) to ``path`` through a temporary file in the same folder and an
-    atomic rename.
-
-    Raises:
-        OSError whose ``filename`` is ``path`` (disk full, file too large, not writable); the previous
-        content of ``path`` is kept.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-    try:
-        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:  # disk full, file too large, ...: the error names the file, the old one is kept
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _data_lines(path: Path) -> list[tuple[int, list[str]]]:

@@ -36,6 +36,7 @@ import numpy as np
 from frontends.base import Frontend, register_frontend
 from frontends.cut3r.focal import estimate_focal_weiszfeld, intrinsics_from_focal
 from slam.errors import ConfigError
+from slam.geometry import pose_from_tq, transform_points
 from slam.types import Frame, FrontendOutput, PairEstimate
 
 if TYPE_CHECKING:
@@ -98,23 +99,14 @@ class Cut3rFrontendConfig:
 def camera_pose_to_matrix(camera_pose: torch.Tensor | np.ndarray) -> np.ndarray:
     """``[tx,ty,tz,qw,qx,qy,qz]`` (camera-to-world, scalar-first quaternion) -> 4x4 float64 ``T_wc``.
 
-    Uses the spec's formula with ``s = 2/|q|^2``, so the quaternion need not be unit length.
+    The quaternion need not be unit length: it is normalised (the network's pose head does not normalise it).
     """
     p = np.asarray(camera_pose, dtype=np.float64).reshape(7)
-    t, (w, x, y, z) = p[:3], p[3:]
-    s = 2.0 / (w * w + x * x + y * y + z * z)
-    T = np.eye(4)
-    T[:3, :3] = [
-        [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
-        [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
-        [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
-    ]
-    T[:3, 3] = t
-    return T
+    return pose_from_tq(p[:3], p[[4, 5, 6, 3]])
 
 
 def _transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return (points.astype(np.float64) @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
+    return transform_points(T, points.astype(np.float64)).astype(np.float32)
 
 
 class Cut3rFrontend(Frontend):
