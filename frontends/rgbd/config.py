@@ -27,6 +27,8 @@ class RgbdConfig:
             thrown away: a cut that suits a small room deletes most of a large one.
         iterations: Gauss-Newton iterations per pyramid level, coarsest first (its length sets the number
             of pyramid levels).
+        convergence: a pyramid level stops iterating once the relative change of the inlier RMSE and of
+            the fitness between two iterations is below this (0.1 %: far below the sensor's noise).
         depth_outlier: depth difference (m) above which a correspondence is an outlier.
         depth_huber: Huber delta (m) of the depth residual.
         intensity_huber: Huber delta of the intensity residual (intensity in [0, 1]).
@@ -62,6 +64,7 @@ class RgbdConfig:
     downsample: int = 2
     depth_max: float | None = None
     iterations: list[int] = field(default_factory=lambda: [10, 10, 10])
+    convergence: float = 1e-3
     depth_outlier: float = 0.07
     depth_huber: float = 0.05
     intensity_huber: float = 0.1
@@ -92,7 +95,7 @@ class RgbdConfig:
             raise ValueError(f"iterations must be a non-empty list of positive integers, got {self.iterations!r}")
         if self.depth_max is not None and not self.depth_max > 0:
             raise ValueError(f"depth_max must be > 0 or null, got {self.depth_max!r}")
-        for name in ("max_step_rotation_deg", "depth_outlier", "depth_huber", "intensity_huber",
+        for name in ("max_step_rotation_deg", "convergence", "depth_outlier", "depth_huber", "intensity_huber",
                      "confidence_depth_scale",
                      "max_step_translation", "pair_inlier_distance", "pair_grey_distance"):
             if not getattr(self, name) > 0:

@@ -94,8 +94,8 @@ class OdometryEstimate:
     ok: bool
 
 
-def _criteria(iterations: list[int]) -> list:
-    return [o3d.t.pipelines.odometry.OdometryConvergenceCriteria(int(n), 1e-6, 1e-6) for n in iterations]
+def _criteria(iterations: list[int], tolerance: float) -> list:
+    return [o3d.t.pipelines.odometry.OdometryConvergenceCriteria(int(n), tolerance, tolerance) for n in iterations]
 
 
 def _solve(source: RgbdView, target: RgbdView, init: np.ndarray, method: str, iterations: list[int],
@@ -104,7 +104,8 @@ def _solve(source: RgbdView, target: RgbdView, init: np.ndarray, method: str, it
     try:
         res = o3d.t.pipelines.odometry.rgbd_odometry_multi_scale(
             source.image, target.image, o3d.core.Tensor(source.K), o3d.core.Tensor(np.asarray(init, np.float64)),
-            1.0, NO_DEPTH_LIMIT if cfg.depth_max is None else float(cfg.depth_max), _criteria(iterations),
+            1.0, NO_DEPTH_LIMIT if cfg.depth_max is None else float(cfg.depth_max),
+            _criteria(iterations, cfg.convergence),
             _METHOD[method], params)
     except RuntimeError:  # Open3D raises when no correspondence is left
         return OdometryEstimate(np.asarray(init, np.float64), 0.0, float("inf"), False)
