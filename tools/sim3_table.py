@@ -183,4 +183,6 @@ def write_table(path: Path, table: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from slam.entry import tool_main
+
+    sys.exit(tool_main(main))

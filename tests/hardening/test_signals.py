@@ -117,3 +117,17 @@ def test_repeated_signals_still_leave_every_frame(tmp_path):
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in stderr
     assert len(read_tum(out / "trajectory.tum")) == N_FRAMES
+
+
+def test_ignored_signals_stay_ignored():
+    """``nohup`` ignores SIGHUP: the run must not turn it into an interrupt."""
+    from slam.interrupts import SignalState, interrupt_signals
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with interrupt_signals(SignalState()):
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
