@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.registry import BACKENDS
+from slam.config_loader import require
 
 PRESETS = ("odometry", "loops", "full")
 
@@ -53,12 +54,10 @@ class KeyframeConfig:
     keep_frame: bool = True
 
     def validate(self) -> None:
-        if self.translation <= 0 or self.rotation_deg <= 0:
-            raise ValueError("translation and rotation_deg must be > 0")
+        require(self, translation={"gt": 0}, rotation_deg={"gt": 0})
         if not 0.0 <= self.min_overlap <= 1.0:
             raise ValueError(f"min_overlap must be in [0, 1], got {self.min_overlap}")
-        if self.max_interval < 0 or self.stride < 1:
-            raise ValueError("max_interval must be >= 0 and stride >= 1")
+        require(self, max_interval={"ge": 0}, stride={"ge": 1})
 
 
 @dataclass
@@ -113,11 +112,9 @@ class GraphConfig:
             raise ValueError(f"final must be consistency, gnc or robust, got {self.final!r}")
         if self.robust not in ("cauchy", "huber", "none"):
             raise ValueError(f"robust must be cauchy, huber or none, got {self.robust!r}")
-        sigmas = [self.odometry_sigma_rot_deg, self.odometry_sigma_trans, self.odometry_sigma_scale,
-                  self.loop_sigma_rot_deg, self.loop_sigma_trans, self.loop_sigma_scale, self.robust_k,
-                  self.max_residual]
-        if min(sigmas) <= 0:
-            raise ValueError("noise sigmas and robust_k must be > 0")
+        positive = ("odometry_sigma_rot_deg", "odometry_sigma_trans", "odometry_sigma_scale", "loop_sigma_rot_deg",
+                    "loop_sigma_trans", "loop_sigma_scale", "robust_k", "max_residual")
+        require(self, **{name: {"gt": 0} for name in positive})
 
 
 @dataclass
@@ -133,8 +130,9 @@ class LoopClosureConfig:
         inlier_distance: point inlier distance for the geometric check, relative to the median depth.
         min_inlier_ratio: minimum fraction of the new keyframe's points landing on the old keyframe's surface
             that lie within ``inlier_distance`` of it.
-        max_correction: reject when refinement moves the hypothesis by more than this (relative to depth,
-            or in radians); a sign the hypothesis was wrong.
+        max_correction: reject when refinement moves the hypothesis by more than this (translation relative
+            to depth, rotation in radians, Sim(3) scale as |log| = relative change of depths); a sign the
+            hypothesis was wrong.
         refine: refine the hypothesis (point-to-plane alignment of the keyframe pointmaps, coarse to fine)
             and use the refined one as the loop measurement.
         dense_refine: after the point refinement, let the frontend refine the hypothesis with its own dense
@@ -169,12 +167,11 @@ class LoopClosureConfig:
     max_loops_per_keyframe: int = 1
 
     def validate(self) -> None:
-        if self.top_k < 1 or self.recent_window < 0 or self.max_loops_per_keyframe < 1 or self.max_pair_estimates < 0:
-            raise ValueError("top_k and max_loops_per_keyframe must be >= 1, recent_window and max_pair_estimates >= 0")
+        require(self, top_k={"ge": 1}, recent_window={"ge": 0}, max_loops_per_keyframe={"ge": 1},
+                max_pair_estimates={"ge": 0})
         if not -1.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be in [-1, 1], got {self.min_score}")
-        if not 0.0 <= self.min_inlier_ratio <= 1.0 or self.inlier_distance <= 0:
-            raise ValueError("min_inlier_ratio must be in [0, 1] and inlier_distance > 0")
+        require(self, min_inlier_ratio={"ge": 0, "le": 1}, inlier_distance={"gt": 0})
 
 
 @dataclass
@@ -195,9 +192,16 @@ class GlobalAlignmentConfig:
             of 0.1/0.3/1/3 on exact-truth renders with and without sensor depth noise (see
             ``tools/eval_backend_icl.py --depth-noise``).
         safeguard: accept the result only when it lowers the point-to-plane error of held-out keyframe
-            pairs (not used by the alignment) and keeps every odometry edge within ``max_odometry_residual``
-            sigmas of its original measurement; otherwise keep the pose-graph solution.
+            pairs (not used by the alignment: short-range ones and far covisible ones, where loops close),
+            fits the loop and segment-link measurements no worse than the pose graph, and keeps every
+            odometry edge within ``max_odometry_residual`` sigmas of its original measurement; otherwise
+            keep the pose-graph solution.
         max_odometry_residual: see ``safeguard`` (whitened units of the odometry noise model).
+        solve_scale: with a Sim(3) graph (up-to-scale frontends), also solve each keyframe's scale from the
+            points; False keeps the scales of the pose-graph solution (odometry, loops, segment links) and
+            aligns rotations and translations only. Point-to-plane residuals of one depth map leave scale
+            and translation along the viewing direction nearly interchangeable, so per-keyframe scales solved
+            from them wander (noise in every keyframe's depth becomes scale noise along the trajectory).
     """
 
     enabled: bool | None = None
@@ -210,14 +214,12 @@ class GlobalAlignmentConfig:
     prior_weight: float = 1.0
     safeguard: bool = True
     max_odometry_residual: float = 5.0
+    solve_scale: bool = False
 
     def validate(self) -> None:
-        if self.prior_weight < 0 or self.max_odometry_residual <= 0:
-            raise ValueError("prior_weight must be >= 0 and max_odometry_residual > 0")
-        if self.every_k < 0 or self.iterations < 0 or self.max_points < 10 or self.skip_edges < 0:
-            raise ValueError("every_k, iterations, skip_edges must be >= 0 and max_points >= 10")
-        if self.max_distance <= 0 or self.huber <= 0:
-            raise ValueError("max_distance and huber must be > 0")
+        require(self, prior_weight={"ge": 0}, max_odometry_residual={"gt": 0}, every_k={"ge": 0},
+                iterations={"ge": 0}, max_points={"ge": 10}, skip_edges={"ge": 0}, max_distance={"gt": 0},
+                huber={"gt": 0})
 
 
 @dataclass
@@ -249,8 +251,7 @@ class BackendConfig:
             raise ValueError(f"name: unknown backend {self.name!r} (known: {', '.join(BACKENDS.names())})")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-        if self.queue_size < 1 or self.segment_link_candidates < 1:
-            raise ValueError("queue_size and segment_link_candidates must be >= 1")
+        require(self, queue_size={"ge": 1}, segment_link_candidates={"ge": 1})
         for section in (self.keyframe, self.graph, self.loop_closure, self.global_alignment):
             section.validate()
 

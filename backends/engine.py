@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import sim3
+from slam import geometry
 from backends.config import BackendConfig
 from backends.keyframer import median_depth
 from backends.pose_graph import Edge, PoseGraph
@@ -23,6 +23,9 @@ from slam.types import Keyframe, LoopEdge, PairEstimator
 
 #: pose confidences are clipped to this before dividing the odometry noise (at most 20x the nominal sigma)
 MIN_POSE_CONFIDENCE = 0.05
+#: the alignment may fit the loop and segment-link measurements worse than the pose graph by at most this
+#: much RMS whitened residual (sigmas; a tenth of a sigma is far below what a wrong alignment does)
+LOOP_RESIDUAL_SLACK = 0.1
 
 
 @dataclass
@@ -80,7 +83,7 @@ class BackendEngine:
             sigmas = self._odometry_sigmas(job.prev_id) / max(float(job.confidence), MIN_POSE_CONFIDENCE)
             self.graph.add_edge(Edge(job.prev_id, kf.id, job.odometry, sigmas, info={"confidence": job.confidence}))
         elif len(self.graph) == 0:
-            self.graph.add_node(kf.id, sim3.rigid(kf.frontend_pose))
+            self.graph.add_node(kf.id, geometry.rigid(kf.frontend_pose))
         else:
             self._link_segment(kf, self.graph.poses())
         self.graph.update()
@@ -184,7 +187,7 @@ class BackendEngine:
                 self.loop_records.append(rec)
                 continue
             t1 = time.perf_counter()
-            prior = sim3.relative(self.graph.pose(cand_id), self.graph.pose(kf_id))
+            prior = geometry.relative_pose(self.graph.pose(cand_id), self.graph.pose(kf_id))
             res = self._loops.verify(self.keyframes[cand_id], kf, prior, allow_pair=pair_budget > 0)
             pair_budget -= int(bool(res.info.get("pair_called")))
             self.timings["verify_ms"].append(1e3 * (time.perf_counter() - t1))
@@ -217,19 +220,26 @@ class BackendEngine:
     def run_global_alignment(self) -> None:
         """Refine keyframe poses by point alignment along the graph's edges, then re-seed the graph.
 
-        With ``global_alignment.safeguard`` the result is kept only when it lowers the held-out pairs'
-        point-to-plane error and violates no odometry measurement by more than ``max_odometry_residual``
-        sigmas (see :mod:`backends.global_alignment`); otherwise the pose-graph solution stays.
+        With ``global_alignment.safeguard`` the result is kept only when it lowers the held-out (short-range
+        and far covisible) pairs' point-to-plane error, fits the loop and segment-link measurements no worse
+        than the pose graph (RMS whitened residual, up to ``LOOP_RESIDUAL_SLACK``) and violates no odometry
+        measurement by more than ``max_odometry_residual`` sigmas (see :mod:`backends.global_alignment`);
+        otherwise the pose-graph solution stays.
         """
         from backends.global_alignment import align_keyframes
 
         t0 = time.perf_counter()
         ga = self.cfg.global_alignment
         res = align_keyframes(self.keyframes, self.graph.poses(), self.graph.edges, ga,
-                              self.cfg.keyframe.min_confidence, self.use_sim3)
+                              self.cfg.keyframe.min_confidence, self.use_sim3 and ga.solve_scale)
         worst = self._worst_odometry_residual(res.poses)
         res.stats["worst_odometry_residual"] = round(worst, 3)
-        accepted = not ga.safeguard or (res.improved and worst <= ga.max_odometry_residual)
+        res.stats["loop_residual_before"] = round(self._loop_residual(self.graph.poses()), 4)
+        res.stats["loop_residual_after"] = round(self._loop_residual(res.poses), 4)
+        res.stats["odometry_residual_before"] = round(self._loop_residual(self.graph.poses(), ("odometry",)), 4)
+        res.stats["odometry_residual_after"] = round(self._loop_residual(res.poses, ("odometry",)), 4)
+        loops_ok = res.stats["loop_residual_after"] <= res.stats["loop_residual_before"] + LOOP_RESIDUAL_SLACK
+        accepted = not ga.safeguard or (res.improved and loops_ok and worst <= ga.max_odometry_residual)
         res.stats["accepted"] = accepted
         if accepted:
             self.graph.rebuild(res.poses, res.edges)
@@ -250,6 +260,15 @@ class BackendEngine:
                 original = replace(e, T_ab=e.info.get("measured", e.T_ab))
                 worst = max(worst, self.graph.whitened_residual(original, poses))
         return worst
+
+    def _loop_residual(self, poses: dict[int, np.ndarray], kinds: tuple[str, ...] = ("loop", "segment")) -> float:
+        """RMS whitened residual (sigmas) of the original measurements of the graph's edges of ``kinds`` at
+        ``poses`` (0 when there are none)."""
+        from dataclasses import replace
+
+        res = [self.graph.whitened_residual(replace(e, T_ab=e.info.get("measured", e.T_ab)), poses)
+               for e in self.graph.edges if e.kind in kinds]
+        return float(np.sqrt(np.mean(np.square(res)))) if res else 0.0
 
     def _publish(self) -> None:
         self.published = (self.published[0] + 1, self.graph.poses())

@@ -18,11 +18,17 @@ The normal equations are assembled per pose pair (7x7 blocks) and solved with a 
 step: without its optional sparse backend (``bae``, not on PyPI) it forms the dense Jacobian, residuals x
 7N parameters, e.g. ~1.2 M point residuals x 1400 parameters (~13 GB in float64) for 200 keyframes.
 
-Safeguard: covisible keyframe pairs that the alignment does *not* use (``(i, i+2+skip_edges)`` and
-``(i, i+3+skip_edges)``) are held out; their truncated point-to-plane error
-(:func:`backends.projective.consistency_error`) is measured before and after. The result is accepted only
-when the held-out error decreased; the engine also checks that no odometry edge's original measurement is
-violated by more than ``max_odometry_residual`` sigmas. Otherwise the pose-graph solution is kept.
+Safeguard, a measure of trajectory accuracy that the alignment does not optimise directly: (1) covisible
+keyframe pairs that the alignment does *not* use, short-range ``(i, i+2+skip_edges)``, ``(i, i+3+skip_edges)``
+and far ones (:func:`far_pairs`: keyframes far apart in the stream that see the same surfaces, i.e. the
+places where loops close, where long-range drift shows) are held out; their truncated point-to-plane error
+(:func:`backends.projective.consistency_error`) must decrease in both sets; (2) the engine checks that the
+loop and segment-link measurements are not fitted worse than by the pose graph (RMS whitened residual) and
+that no odometry edge's original measurement is violated by more than ``max_odometry_residual`` sigmas.
+Otherwise the pose-graph solution is kept. With a Sim(3) graph the keyframe scales are kept at the pose
+graph's (``solve_scale``): point-to-plane errors cannot tell a keyframe's scale from its translation along
+the view, and on real data a free-scale alignment lowered every point-consistency figure while the
+trajectory got worse (see ``docs/sim3_real_data.md``).
 
 The result replaces the measurement of every edge that had enough real correspondences by the aligned
 relative pose, so that the re-seeded pose graph reproduces the aligned poses.
@@ -37,7 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from backends import sim3
+from slam import geometry
 from backends.config import GlobalAlignmentConfig
 from backends.pose_graph import Edge
 from backends.projective import PointView, associate, consistency_error, prepare_view
@@ -47,6 +53,10 @@ MIN_CORRESPONDENCES = 30
 DAMPING = 1e-4
 #: held-out pairs need at least this many visible points (both directions) to count
 MIN_HELDOUT_POINTS = 100
+#: far pairs: at least this fraction of a keyframe's samples must land on the other's surface
+FAR_MIN_VISIBLE = 0.3
+#: association gate (relative to depth) when looking for covisible pairs
+CONSISTENCY_GATE = 0.1
 
 
 @dataclass
@@ -57,7 +67,9 @@ class AlignmentResult:
         poses: keyframe id -> 4x4 Sim(3) ``T_wk`` after alignment (input poses for ids not aligned).
         edges: copies of the input edges, measurements replaced where the edge had real correspondences.
         stats: JSON-ready figures (costs, correspondences, held-out errors).
-        improved: the held-out consistency error decreased (True when nothing was held out).
+        improved: the consistency error of both held-out sets decreased: short-range pairs the alignment did
+            not use, and far covisible pairs (where the trajectory meets itself again; :func:`far_pairs`).
+            A set with too few points to count does not block.
     """
 
     poses: dict[int, np.ndarray]
@@ -73,9 +85,9 @@ def _virtual(src: PointView, P_src: np.ndarray, P_dst: np.ndarray, T_dst_src: np
     if len(x_src) == 0:  # a keyframe without valid points (e.g. no valid depth): no pairs, no division by 0
         empty = np.zeros((0, 3))
         return empty, empty, np.zeros(0), np.zeros(0), None
-    y_src = sim3.transform_points(P_src, x_src)
-    y_dst = sim3.transform_points(P_dst @ T_dst_src, x_src)
-    depth = np.abs(x_src[:, 2]) * sim3.scale_of(P_src)
+    y_src = geometry.transform_points(P_src, x_src)
+    y_dst = geometry.transform_points(P_dst @ T_dst_src, x_src)
+    depth = np.abs(x_src[:, 2]) * float(geometry.similarity_scale(P_src))
     return y_src, y_dst, np.full(len(x_src), weight * len(src.sample) / len(x_src)), huber * depth, None
 
 
@@ -120,6 +132,28 @@ def heldout_pairs(ids: list[int], used: set[tuple[int, int]], skip_edges: int) -
     return out
 
 
+def far_pairs(views: dict[int, PointView], poses: dict[int, np.ndarray], ids: list[int], used: set[tuple[int, int]],
+              min_gap: int, min_visible: float = FAR_MIN_VISIBLE) -> list[tuple[int, int]]:
+    """Covisible keyframe pairs ``(a, b)`` at least ``min_gap`` apart in id order and not in ``used``: the
+    places where the trajectory meets itself again (loops), which short-range terms do not see.
+
+    Covisible: the cameras are within one median scene depth of each other, and at ``poses`` at least
+    ``min_visible`` of a's samples project onto valid cells of b.
+    """
+    centre = {k: poses[k][:3, 3] for k in ids}
+    depth = {k: float(np.median(views[k].grid[views[k].valid][:, 2])) * float(geometry.similarity_scale(poses[k]))
+             if views[k].valid.any() else 0.0 for k in ids}
+    out = []
+    for i, a in enumerate(ids):
+        for b in ids[i + min_gap:]:
+            if (a, b) in used or np.linalg.norm(centre[a] - centre[b]) > max(depth[a], depth[b]):
+                continue
+            c = associate(views[a], views[b], poses[a], poses[b], CONSISTENCY_GATE)
+            if c.n_visible >= min_visible * max(c.n_samples, 1):
+                out.append((a, b))
+    return out
+
+
 def align_keyframes(keyframes: dict[int, Keyframe], poses: dict[int, np.ndarray], edges: list[Edge],
                     cfg: GlobalAlignmentConfig, min_confidence: float, use_sim3: bool) -> AlignmentResult:
     """Align keyframe pointmaps along ``edges`` (+ covisibility edges) starting from ``poses`` (4x4 ``T_wk``).
@@ -137,22 +171,24 @@ def align_keyframes(keyframes: dict[int, Keyframe], poses: dict[int, np.ndarray]
     measured: dict[tuple[int, int], np.ndarray] = {}
     for e in edges:
         if e.a in P and e.b in P and e.a != e.b:
-            measured.setdefault((e.a, e.b), sim3.relative(P[e.a], P[e.b]))
+            measured.setdefault((e.a, e.b), geometry.relative_pose(P[e.a], P[e.b]))
     pairs = alignment_pairs(ids, edges, cfg.skip_edges)
     heldout = heldout_pairs(ids, set(pairs), cfg.skip_edges)
     stats: dict = {"pairs": len(pairs), "iterations": cfg.iterations}
     real_count = _optimise(views, P, ids, pairs, measured, cfg, use_sim3, stats)
     improved = _check_heldout(views, poses, P, heldout, cfg.huber, stats)
+    far = far_pairs(views, poses, ids, set(pairs) | set(heldout), 4 + cfg.skip_edges)
+    far_improved = _check_heldout(views, poses, P, far, cfg.huber, stats, "far")
     out_edges = []
     for e in edges:
         key = (min(e.a, e.b), max(e.a, e.b))
         if real_count.get(key, 0) >= MIN_CORRESPONDENCES and e.a in P and e.b in P:
             info = {**e.info, "aligned": True, "measured": e.info.get("measured", e.T_ab)}
-            e = dataclasses.replace(e, T_ab=sim3.relative(P[e.a], P[e.b]), info=info)
+            e = dataclasses.replace(e, T_ab=geometry.relative_pose(P[e.a], P[e.b]), info=info)
         out_edges.append(e)
     new_poses = dict(poses)
     new_poses.update(P)
-    return AlignmentResult(new_poses, out_edges, stats, improved)
+    return AlignmentResult(new_poses, out_edges, stats, improved and far_improved)
 
 
 def align_pair(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: GlobalAlignmentConfig,
@@ -173,7 +209,7 @@ def align_pair(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: GlobalAlig
     _optimise(views, P, [0, 1], [(0, 1)], {(0, 1): T0}, cfg, use_sim3, stats)
     blocks = _normal_equations(views, P, {0: 0, 1: 1}, [(0, 1)], {}, cfg)[0]
     depth = float(np.median(views[0].grid[views[0].valid][:, 2])) if views[0].valid.any() else 1.0
-    stats["observability"] = observability(blocks[(1, 1)], depth, 7 if use_sim3 else 6) if (1, 1) in blocks else 0.0
+    stats["observability"] = observability(blocks[(1, 1)], depth, 6) if (1, 1) in blocks else 0.0
     return P[1], stats
 
 
@@ -264,16 +300,17 @@ def observability(H: np.ndarray, depth: float, dof: int) -> float:
 
 
 def _check_heldout(views: dict[int, PointView], before: dict[int, np.ndarray], after: dict[int, np.ndarray],
-                   heldout: list[tuple[int, int]], scale: float, stats: dict) -> bool:
-    """Held-out consistency before/after (into ``stats``); True when it decreased or nothing is held out."""
+                   heldout: list[tuple[int, int]], scale: float, stats: dict, name: str = "heldout") -> bool:
+    """Held-out consistency before/after (into ``stats`` as ``<name>_...``); True when it decreased or
+    nothing is held out."""
     err0, count = consistency_error(views, before, heldout, scale)
-    stats["heldout_pairs"] = len(heldout)
-    stats["heldout_points"] = count
+    stats[f"{name}_pairs"] = len(heldout)
+    stats[f"{name}_points"] = count
     if count < MIN_HELDOUT_POINTS:
         return True
     err1, _ = consistency_error(views, after, heldout, scale)
-    stats["heldout_error_before"] = round(err0, 6)
-    stats["heldout_error_after"] = round(err1, 6)
+    stats[f"{name}_error_before"] = round(err0, 6)
+    stats[f"{name}_error_after"] = round(err1, 6)
     return bool(err1 < err0)
 
 

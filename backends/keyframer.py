@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from backends import sim3
+from slam import geometry
 from backends.config import KeyframeConfig
 from slam.types import Frame, FrontendOutput, Keyframe
 
@@ -52,11 +52,9 @@ def visible_fraction(points_kf: np.ndarray, T_kf_cur: np.ndarray, K: np.ndarray,
     """
     if len(points_kf) == 0:
         return 0.0
-    p = sim3.transform_points(sim3.inverse(T_kf_cur), points_kf)
-    z = p[:, 2]
-    front = z > 1e-6
-    u = K[0, 0] * p[front, 0] / z[front] + K[0, 2]
-    v = K[1, 1] * p[front, 1] / z[front] + K[1, 2]
+    p = geometry.transform_points(geometry.inverse_pose(T_kf_cur), points_kf)
+    uv, z = geometry.project_points(p[p[:, 2] > 1e-6], K)
+    u, v = uv[:, 0], uv[:, 1]
     h, w = size
     inside = (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
     return float(inside.sum()) / len(points_kf)
@@ -78,9 +76,9 @@ class Keyframer:
             return KeyframeDecision(True, "first")
         if out.segment != self._ref.segment:
             return KeyframeDecision(True, "segment")
-        T_rel = sim3.relative(self._ref.frontend_pose, out.pose)
+        T_rel = geometry.relative_pose(self._ref.frontend_pose, out.pose)
         trans = float(np.linalg.norm(T_rel[:3, 3])) / self._ref_depth
-        rot = np.degrees(sim3.rotation_angle(sim3.rotation_of(T_rel)))
+        rot = np.degrees(geometry.rotation_angle(geometry.rotation_of(T_rel)))
         d = KeyframeDecision(False, "", trans, rot)
         if trans > self.cfg.translation:
             d.is_keyframe, d.reason = True, "translation"

@@ -14,11 +14,16 @@ Verification of a candidate (old keyframe ``a``, new keyframe ``b``) tries up to
   2. ``frontend.pair(a.frame, b.frame)`` (``pair_estimate``): a fresh estimate from the two frames, which
      survives any drift but costs a frontend call; asked for at most ``max_pair_estimates`` candidates per
      new keyframe, best-scored first, and only when hypothesis 1 failed. Up-to-scale frontends: the pair's
-     units are converted to each keyframe's stream units from the ratio of median depths.
+     unit is converted to each keyframe's stream unit by a robust per-pixel fit of the keyframe's stored
+     pointmap against the pair's pointmap of the same view (:func:`relative_scale`), so the hypothesis is a
+     Sim(3) whose scale is the two keyframes' unit ratio.
 Geometric check of a hypothesis on the stored (downsampled) pointmaps: the projective point-to-plane
 alignment of :func:`backends.global_alignment.align_pair` refines it, coarse to fine (Sim(3) for
 up-to-scale, SE(3) for metric frontends); a hypothesis that refinement has to move by more than
-``max_correction`` is rejected. The inlier ratio is the fraction of b's points that land on a's
+``max_correction`` (translation in units of scene depth, rotation, and for Sim(3) log scale) is rejected.
+Up-to-scale keyframes: the observability test applies to the rigid part (scale and translation along the
+view are nearly interchangeable for one depth map, so the 7-dof ratio would reject most views); the scale
+is bounded by the correction test. The inlier ratio is the fraction of b's points that land on a's
 surface (a valid cell of a's grid) and lie within ``inlier_distance`` (relative to depth) of it.
 """
 
@@ -31,7 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from backends import sim3
+from slam import geometry
 from backends.config import GlobalAlignmentConfig, KeyframeConfig, LoopClosureConfig
 from backends.global_alignment import align_pair
 from backends.keyframer import median_depth
@@ -93,17 +98,51 @@ def confident_points(kf: Keyframe, min_confidence: float, limit: int = MAX_VERIF
     return pts
 
 
-def _to_stream_units(kf_a: Keyframe, kf_b: Keyframe, pair: PairEstimate, T: np.ndarray, min_conf: float) -> np.ndarray:
-    """Convert a pair-unit Sim(3) ``T_ab`` into the keyframes' stream units (up-to-scale frontends)."""
+#: fewer pixels valid in both pointmaps than this: the scale falls back to the ratio of median depths
+MIN_SCALE_PIXELS = 50
+
+
+def relative_scale(points: np.ndarray, confidence: np.ndarray, other: np.ndarray, other_conf: np.ndarray,
+                   min_confidence: float = 0.0) -> tuple[float, float]:
+    """Robust factor ``f`` with ``points ~ f * other``: two camera-frame pointmaps of one view in two units.
+
+    ``points`` (m, n, 3) is compared with ``other`` (H, W, 3, the same view at any resolution, sampled at the
+    nearest grid positions) pixel by pixel: ``f`` is the median depth ratio over pixels confident and in
+    front in both, and the spread is the median absolute deviation of the log ratios (0 = exact). With fewer
+    than :data:`MIN_SCALE_PIXELS` such pixels the ratio of the two median depths is returned (spread nan).
+    """
+    m, n = points.shape[:2]
+    H, W = other.shape[:2]
+    rows = np.minimum((np.arange(m) * H / m).astype(int), H - 1)
+    cols = np.minimum((np.arange(n) * W / n).astype(int), W - 1)
+    z = points[..., 2].astype(np.float64)
+    zo = other[rows][:, cols, 2].astype(np.float64)
+    ok = (confidence > min_confidence) & (other_conf[rows][:, cols] > 0) & (z > 0) & (zo > 0)
+    ok &= np.isfinite(z) & np.isfinite(zo)
+    if ok.sum() < MIN_SCALE_PIXELS:
+        return median_depth(points, confidence, min_confidence) / median_depth(other, other_conf), float("nan")
+    log_ratio = np.log(z[ok] / zo[ok])
+    med = float(np.median(log_ratio))
+    return float(np.exp(med)), float(np.median(np.abs(log_ratio - med)))
+
+
+def _to_stream_units(kf_a: Keyframe, kf_b: Keyframe, pair: PairEstimate, T: np.ndarray,
+                     min_conf: float, info: dict | None = None) -> np.ndarray:
+    """Convert a pair-unit Sim(3) ``T_ab`` into the keyframes' stream units (up-to-scale frontends).
+
+    Each keyframe's unit relative to the pair's comes from :func:`relative_scale` of its stored pointmap
+    against the pair's pointmap of the same view (b's brought back into b's camera by ``T``).
+    """
     if pair.points_a is None or pair.points_b is None:
         return T
     ca = pair.conf_a if pair.conf_a is not None else np.ones(pair.points_a.shape[:2], np.float32)
     cb = pair.conf_b if pair.conf_b is not None else np.ones(pair.points_b.shape[:2], np.float32)
-    za = median_depth(pair.points_a, ca)
-    pts_b_in_b = sim3.transform_points(sim3.inverse(T), pair.points_b.reshape(-1, 3).astype(np.float64))
-    zb = median_depth(pts_b_in_b.reshape(pair.points_b.shape), cb)
-    sig_a = median_depth(kf_a.points, kf_a.confidence, min_conf) / za
-    sig_b = median_depth(kf_b.points, kf_b.confidence, min_conf) / zb
+    pts_b_in_b = geometry.transform_points(geometry.inverse_pose(T), pair.points_b.reshape(-1, 3).astype(np.float64))
+    pts_b_in_b = pts_b_in_b.reshape(pair.points_b.shape)
+    sig_a, spread_a = relative_scale(kf_a.points, kf_a.confidence, pair.points_a, ca, min_conf)
+    sig_b, spread_b = relative_scale(kf_b.points, kf_b.confidence, pts_b_in_b, cb, min_conf)
+    if info is not None:
+        info.update(unit_a=round(sig_a, 5), unit_b=round(sig_b, 5), unit_spread=round(max(spread_a, spread_b), 5))
     return np.diag([sig_a] * 3 + [1.0]) @ T @ np.diag([1.0 / sig_b] * 3 + [1.0])
 
 
@@ -126,7 +165,7 @@ def pair_hypothesis(frontend: PairEstimator, kf_a: Keyframe, kf_b: Keyframe, cfg
         T[:3, :3] *= float(pair.scale)
     if not kf_a.metric or not kf_b.metric:
         T = _to_stream_units(kf_a, kf_b, pair, T, kf_cfg.min_confidence)
-    return (T if use_sim3 else sim3.rigid(T)), conf, "ok"
+    return (T if use_sim3 else geometry.rigid(T)), conf, "ok"
 
 
 def verify_pair(frontend: PairEstimator, kf_a: Keyframe, kf_b: Keyframe, cfg: LoopClosureConfig,
@@ -160,13 +199,15 @@ def check_geometry(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: LoopCl
         for stage in _REFINE:
             T, stats = align_pair(kf_a, kf_b, T, stage, min_confidence, use_sim3)
         info["observability"] = round(stats["observability"], 6)
-        corr = sim3.relative(T_ab, T)
+        corr = geometry.relative_pose(T_ab, T)
         move_t = float(np.linalg.norm(corr[:3, 3])) / depth
-        move_r = sim3.rotation_angle(sim3.rotation_of(corr))
-        info.update(correction=round(move_t, 5), correction_deg=round(float(np.degrees(move_r)), 4))
-        if max(move_t, move_r) > cfg.max_correction:
+        move_r = geometry.rotation_angle(geometry.rotation_of(corr))
+        move_s = abs(float(np.log(geometry.similarity_scale(corr))))  # relative change of b's depths
+        info.update(correction=round(move_t, 5), correction_deg=round(float(np.degrees(move_r)), 4),
+                    correction_log_scale=round(move_s, 5))
+        if max(move_t, move_r, move_s) > cfg.max_correction:
             return Verification(False, f"refinement moved the hypothesis too much ({move_t:.3f} depth, "
-                                f"{np.degrees(move_r):.1f} deg)", T_ab, confidence, info=info)
+                                f"{np.degrees(move_r):.1f} deg, log scale {move_s:.3f})", T_ab, confidence, info=info)
         if cfg.dense_refine and frontend is not None:
             T = _dense_refine(frontend, kf_a, kf_b, T, depth, cfg.max_correction, info)
     view_a = prepare_view(kf_a, MAX_VERIFY_POINTS, min_confidence)
@@ -195,16 +236,16 @@ def _dense_refine(frontend: PairEstimator, kf_a: Keyframe, kf_b: Keyframe, T_ab:
         info["dense"] = "not applicable"
         return T_ab
     try:
-        est = refine(kf_a.frame, kf_b.frame, sim3.rigid(T_ab))
+        est = refine(kf_a.frame, kf_b.frame, geometry.rigid(T_ab))
     except Exception as exc:  # noqa: BLE001 - a failing refinement keeps the point-refined hypothesis
         info["dense"] = f"failed: {exc!r}"
         return T_ab
     if est is None or not np.isfinite(est.T_ab).all():
         info["dense"] = "none"
         return T_ab
-    corr = sim3.relative(sim3.rigid(T_ab), np.asarray(est.T_ab, dtype=np.float64))
+    corr = geometry.relative_pose(geometry.rigid(T_ab), np.asarray(est.T_ab, dtype=np.float64))
     move_t = float(np.linalg.norm(corr[:3, 3])) / depth
-    move_r = sim3.rotation_angle(sim3.rotation_of(corr))
+    move_r = geometry.rotation_angle(geometry.rotation_of(corr))
     info.update(dense_correction=round(move_t, 5), dense_correction_deg=round(float(np.degrees(move_r)), 4))
     if max(move_t, move_r) > max_correction:
         info["dense"] = "rejected (moved too far)"
@@ -263,7 +304,7 @@ class LoopCloser:
         """
         res = None
         if T_prior is not None and self.cfg.use_graph_prior and self.cfg.refine:  # unrefined, it restates the graph
-            T = T_prior if self.use_sim3 else sim3.rigid(T_prior)
+            T = T_prior if self.use_sim3 else geometry.rigid(T_prior)
             res = check_geometry(kf_a, kf_b, T, self.cfg, self.kf_cfg.min_confidence, self.use_sim3,
                                  frontend=self.frontend)
             res.info["hypothesis"] = "graph"

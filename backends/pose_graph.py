@@ -74,9 +74,6 @@ class PoseGraph:
     def __len__(self) -> int:
         return len(self._estimate)
 
-    def has_node(self, kf_id: int) -> bool:
-        return kf_id in self._estimate
-
     def add_node(self, kf_id: int, T_init: np.ndarray) -> None:
         """Add keyframe ``kf_id`` with initial pose ``T_init``; the first node gets a tight prior."""
         if kf_id in self._estimate:
@@ -239,7 +236,3 @@ class PoseGraph:
         params.setRelativeErrorTol(1e-8)
         graph = self._full_graph(robust=robust)
         return gtsam.LevenbergMarquardtOptimizer(graph, self._values(self._estimate), params).optimize()
-
-    def error(self) -> float:
-        """Total (robust) factor-graph error of the current estimate."""
-        return float(self._full_graph(robust=True).error(self._values(self._estimate)))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends import sim3
+from slam import geometry
 from slam.types import Keyframe
 
 #: a grid cell whose corner depths spread by more than this fraction of their mean spans a discontinuity
@@ -88,13 +88,11 @@ def associate(src: PointView, dst: PointView, P_src: np.ndarray, P_dst: np.ndarr
               max_distance: float) -> Correspondences:
     """Projective correspondences ``src -> dst`` gated by 3-D distance < ``max_distance`` x depth."""
     x_src = src.grid.reshape(-1, 3)[src.sample]
-    y_src = sim3.transform_points(P_src, x_src)
-    q = sim3.transform_points(sim3.inverse(P_dst), y_src)
-    z = q[:, 2]
+    y_src = geometry.transform_points(P_src, x_src)
+    q = geometry.transform_points(geometry.inverse_pose(P_dst), y_src)
+    uv, z = geometry.project_points(q, dst.K)
+    u, v = uv[:, 0], uv[:, 1]
     h, w = dst.valid.shape
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = dst.K[0, 0] * q[:, 0] / z + dst.K[0, 2]
-        v = dst.K[1, 1] * q[:, 1] / z + dst.K[1, 2]
     ok = (z > 1e-9) & (u >= 0) & (u < w - 1) & (v >= 0) & (v < h - 1)
     u, v = np.where(ok, u, 0.0), np.where(ok, v, 0.0)
     u0, v0 = np.minimum(u.astype(np.int64), w - 2), np.minimum(v.astype(np.int64), h - 2)
@@ -113,9 +111,9 @@ def associate(src: PointView, dst: PointView, P_src: np.ndarray, P_dst: np.ndarr
     norm = np.linalg.norm(normal, axis=1)
     ok &= norm > 0
     n_visible = int(ok.sum())
-    normal = (normal / np.maximum(norm, 1e-12)[:, None]) @ sim3.rotation_of(P_dst).T
-    y_dst = sim3.transform_points(P_dst, x_dst)
-    depth = np.abs(z) * sim3.scale_of(P_dst)
+    normal = (normal / np.maximum(norm, 1e-12)[:, None]) @ geometry.rotation_of(P_dst).T
+    y_dst = geometry.transform_points(P_dst, x_dst)
+    depth = np.abs(z) * float(geometry.similarity_scale(P_dst))
     ok &= np.linalg.norm(y_dst - y_src, axis=1) < max_distance * depth
     weight = src.weight.ravel()[src.sample] * sum(b * wflat[c] for b, c in zip(bilinear, corners))
     ok &= weight > 0

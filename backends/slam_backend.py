@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from backends import sim3
+from slam import geometry
 from backends.config import BackendConfig
 from backends.engine import BackendEngine, KeyframeJob
 from backends.keyframer import Keyframer
 from backends.registry import register_backend
 from backends.worker import BackendWorker
-from slam.trajectory import Trajectory, write_text_atomic, write_tum_trajectory
+from slam.atomic import write_text_atomic
+from slam.trajectory import Trajectory, write_tum_trajectory
 from slam.types import Frame, FrameResult, FrontendOutput, Keyframe, LoopEdge, PairEstimator
 
 
@@ -90,13 +91,13 @@ class SlamBackend:
             keyframe = self._new_keyframe(frame, out)
             rel = np.eye(4)
         else:
-            rel = sim3.relative(self._last_kf.frontend_pose, out.pose)
+            rel = geometry.relative_pose(self._last_kf.frontend_pose, out.pose)
         self.keyframer.observe(decision, keyframe)
         kf_id = self._last_kf.id
         self._kf_of_frame.append(kf_id)
         self._rel_of_frame.append(rel)
         self._timestamps.append(float(frame.timestamp))
-        pose = sim3.rigid(self._keyframe_pose(kf_id) @ rel)
+        pose = geometry.rigid(self._keyframe_pose(kf_id) @ rel)
         self._process_ms.append(1e3 * (time.perf_counter() - t0))
         return FrameResult(pose=pose, keyframe=keyframe)
 
@@ -105,9 +106,9 @@ class SlamBackend:
         prev = self._last_kf
         if prev is None:
             prev_id, odom = None, None
-            self._provisional[kf_id] = (None, sim3.rigid(out.pose))
+            self._provisional[kf_id] = (None, geometry.rigid(out.pose))
         elif prev.segment == out.segment:
-            prev_id, odom = prev.id, sim3.relative(prev.frontend_pose, out.pose)
+            prev_id, odom = prev.id, geometry.relative_pose(prev.frontend_pose, out.pose)
             self._provisional[kf_id] = (prev.id, odom)
         else:  # new frontend segment: linked by the worker; until then assume the camera did not move
             prev_id, odom = None, None
@@ -155,7 +156,7 @@ class SlamBackend:
             return []
         published = self.engine.published[1]
         T = np.stack([self._keyframe_pose(kf.id, published) for kf in self._keyframes])
-        poses, scales = sim3.rigid(T), np.cbrt(np.linalg.det(T[:, :3, :3]))
+        poses, scales = geometry.rigid(T), np.cbrt(np.linalg.det(T[:, :3, :3]))
         return [dataclasses.replace(kf, pose=pose, points=self._points_at_scale(kf, float(s)))
                 for kf, pose, s in zip(self._keyframes, poses, scales)]
 
@@ -184,7 +185,7 @@ class SlamBackend:
         poses = kf_poses[kf_of_frame] @ rel
         if self.cfg.keyframe.blend_frames:
             poses = self._blend_with_next_keyframe(poses, kf_of_frame, rel, kf_poses)
-        return sim3.rigid(poses)
+        return geometry.rigid(poses)
 
     def _blend_with_next_keyframe(self, poses: np.ndarray, kf_of_frame: np.ndarray, rel: np.ndarray,
                                   kf_poses: np.ndarray) -> np.ndarray:
@@ -201,11 +202,11 @@ class SlamBackend:
         k = kf_of_frame[rows]
         # pose via k+1: T_w,k+1 (F_k+1^-1 F_k) rel, with F the keyframes' frontend poses
         frontend = np.stack([kf.frontend_pose for kf in self._keyframes])
-        links = sim3.inverse(frontend[1:]) @ frontend[:-1]
+        links = geometry.inverse_pose(frontend[1:]) @ frontend[:-1]
         via_next = kf_poses[k + 1] @ links[k] @ rel[rows]
         alpha = (rows - first[k]) / (first[k + 1] - first[k])
         out = poses.copy()
-        out[rows] = sim3.blend(poses[rows], via_next, alpha)
+        out[rows] = geometry.blend(poses[rows], via_next, alpha)
         return out
 
     def timestamps(self) -> np.ndarray:

@@ -2,8 +2,7 @@
 
 The per-frame path only calls :meth:`BackendWorker.submit` (cheap unless the queue is full) and reads the
 latest published result. In ``sync`` mode every job runs inline in the caller's thread (deterministic).
-Jobs are processed in submission order. A job handler may ask :meth:`backlog` to defer optional work
-(loop checks) while new keyframes are waiting. An exception in the worker is kept and re-raised in the
+Jobs are processed in submission order. An exception in the worker is kept and re-raised in the
 caller's thread at the next :meth:`submit`, :meth:`drain` or :meth:`close`.
 """
 
@@ -35,10 +34,6 @@ class BackendWorker:
         if not sync:
             self._thread = threading.Thread(target=self._run, name="slam-backend", daemon=True)
             self._thread.start()
-
-    def backlog(self) -> int:
-        """Jobs waiting in the queue (0 in sync mode)."""
-        return self._queue.qsize()
 
     def submit(self, job: Any) -> None:
         """Hand a job to the worker (or run it now in sync mode)."""

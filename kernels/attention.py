@@ -12,8 +12,8 @@ materialising the [heads, Nq, Nk] attention maps** (``shared/spec/cut3r_family.m
   ``[Nq, H*d] x [H*d, Nk - skip]`` product of head-concatenated q and k. TTSA3R uses its mean over layers
   and heads with the camera-pose key (index 0) excluded (``skip = 1``).
 
-:func:`explicit_attention` materialises the maps as the official code does; it exists for tests only.
-This module is the torch reference; GPU kernels may be added later and must be tested against it.
+The tests compare against a reference that materialises the maps as the official code does
+(``tests/kernels/reference.py``). This module is the torch reference; GPU kernels may be added later and must be tested against it.
 """
 
 from __future__ import annotations
@@ -89,22 +89,3 @@ def attention_with_stats(
     """
     out = F.scaled_dot_product_attention(q, k, v, scale=scale)
     return out, attention_stats(q, k, scale, request)
-
-
-def explicit_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference with materialised maps: ``(softmax(A) @ v, A)`` with ``A = (q @ k^T) * scale`` ``[B,H,Nq,Nk]``.
-
-    This is how the official TTT3R/TTSA3R code obtains its logits. For tests only (memory O(H*Nq*Nk)).
-    """
-    logits = (q @ k.transpose(-2, -1)) * scale
-    return logits.softmax(dim=-1) @ v, logits
-
-
-def stats_from_logits(logits: torch.Tensor, skip_keys: int = 1) -> AttentionStats:
-    """The :class:`AttentionStats` computed the explicit way from ``logits [B,H,Nq,Nk]`` (test reference)."""
-    return AttentionStats(
-        mean_logit=logits.mean(dim=(1, 3)),
-        head_logit_sum=logits[:, :, :, skip_keys:].sum(dim=1),
-    )

@@ -101,22 +101,3 @@ def rope2d_fp16_roundtrip(tokens: torch.Tensor, positions: torch.Tensor, base: f
     float16 before RoPE. Without it, outputs move by ~1e-4..1e-3 (see the fixtures README).
     """
     return rope2d(tokens.to(torch.float16), positions, base).to(tokens.dtype)
-
-
-def rope2d_direct(tokens: torch.Tensor, positions: torch.Tensor, base: float = ROPE_BASE) -> torch.Tensor:
-    """Textbook formula in float64 (per-pair rotation written out); for tests only. Same shapes as :func:`rope2d`."""
-    t = tokens.double()
-    head_dim = t.shape[-1]
-    half, quarter = head_dim // 2, head_dim // 4
-    j = torch.arange(quarter, dtype=torch.float64, device=t.device)
-    inv_freq = base ** (-2.0 * j / half)
-    out = torch.empty_like(t)
-    for axis in (0, 1):
-        p = positions[:, :, axis].double()[:, None, :, None]  # [B,1,N,1]
-        ang = p * inv_freq  # [B,1,N,quarter]
-        c, s = ang.cos(), ang.sin()
-        lo = t[..., axis * half: axis * half + quarter]
-        hi = t[..., axis * half + quarter: (axis + 1) * half]
-        out[..., axis * half: axis * half + quarter] = lo * c - hi * s
-        out[..., axis * half + quarter: (axis + 1) * half] = hi * c + lo * s
-    return out

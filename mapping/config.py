@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slam.config_loader import require
+
 #: ways of watching a run; ``viz.mode`` takes one of these (the CLI accepts ``viz=save`` as shorthand)
 VIZ_MODES = ("off", "spawn", "connect", "serve", "save")
 #: when the TSDF volume is built: always, never, or only for metric (RGB-D) runs
@@ -69,8 +71,7 @@ class TsdfConfig:
             raise ValueError(f"mapping.tsdf.image_scale: must be in (0, 1], got {self.image_scale}")
         if self.min_observations < 0:
             raise ValueError(f"mapping.tsdf.min_observations: must be >= 0, got {self.min_observations}")
-        if self.move_tolerance < 0 or self.rotation_tolerance_deg < 0:
-            raise ValueError("mapping.tsdf.move_tolerance / rotation_tolerance_deg: must be >= 0")
+        require(self, move_tolerance={"ge": 0}, rotation_tolerance_deg={"ge": 0})
 
 
 @dataclass

@@ -24,6 +24,7 @@ import numpy as np
 import open3d as o3d
 
 from mapping.config import MappingConfig
+from slam.geometry import transform_points
 from slam.types import FrontendOutput, Keyframe
 
 _PROBES = 32
@@ -64,7 +65,7 @@ class KeyframeCloud:
 
     def world_points(self) -> np.ndarray:
         """(N,3) float32 points in the world frame: ``A p + t`` with the 3x3 block ``A`` of ``pose`` (incl. scale)."""
-        return (self.points_cam.astype(np.float64) @ self.pose[:3, :3].T + self.pose[:3, 3]).astype(np.float32)
+        return transform_points(self.pose, self.points_cam.astype(np.float64)).astype(np.float32)
 
 
 def select_pixels(points: np.ndarray, confidence: np.ndarray, cfg: MappingConfig) -> np.ndarray:

@@ -95,12 +95,16 @@ class MapSink(Sink):
     def export(self) -> dict[str, Path]:
         """Write the enabled files now; returns ``{'points': path, 'mesh': path}`` for those written.
 
-        A file that cannot be written is reported in the log and skipped; the other one is still written.
+        A file that cannot be written does not stop the other one; afterwards the first write failure is
+        raised (``OSError`` naming the file) so that the run reports it and exits non-zero.
         """
         written: dict[str, Path] = {}
+        failure: OSError | None = None
         if self.cfg.export_points and len(self.map):
             try:
                 written["points"] = write_point_cloud(self.points_path, self.map.point_cloud())
+            except OSError as exc:
+                failure = failure or exc
             except Exception as exc:  # noqa: BLE001 - one failed file must not lose the other
                 log.warning("could not write the point map: %s", exc)
         if self.cfg.export_mesh and self.tsdf is not None:
@@ -108,9 +112,13 @@ class MapSink(Sink):
                 mesh = self.mesh()
                 if mesh is not None and len(mesh.triangles):
                     written["mesh"] = write_mesh(self.mesh_path, mesh)
+            except OSError as exc:
+                failure = failure or exc
             except Exception as exc:  # noqa: BLE001
                 log.warning("could not write the TSDF mesh: %s", exc)
         self._dirty = False
         for kind, path in written.items():
             log.info("wrote %s map to %s", kind, path)
+        if failure is not None:
+            raise failure
         return written

@@ -23,7 +23,7 @@ import open3d.core as o3c
 
 from mapping.config import TsdfConfig
 from slam.camera import scale_intrinsics
-from slam.geometry import inverse_pose, rotation_part, similarity_scale
+from slam.geometry import inverse_pose, rotation_angle, rotation_part, similarity_scale
 from slam.types import Keyframe
 
 _PROBES = 64
@@ -159,7 +159,7 @@ class TsdfMap:
 
     def _moved(self, view: _View, pose: np.ndarray, scale: float) -> bool:
         delta = inverse_pose(view.pose) @ pose
-        angle = math.degrees(math.acos(np.clip((np.trace(delta[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+        angle = math.degrees(rotation_angle(delta))
         scale_shift = abs(scale / view.scale - 1.0) * view.median_depth
         return (
             np.linalg.norm(delta[:3, 3]) > self.cfg.move_tolerance

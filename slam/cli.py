@@ -3,20 +3,23 @@
 Problems with the user's input (files, data, config, checkpoints) end with a one-line ``error: ...`` on
 stderr and exit code 2; ``--debug`` shows the full traceback instead. Ctrl-C writes what was computed and
 exits with 130.
+
+OpenMP: unless the environment sets ``OMP_WAIT_POLICY``, :func:`main` sets it to ``PASSIVE`` before any
+command imports torch, so idle OpenMP threads sleep instead of spinning (spinning threads slow every
+step several-fold when another job holds one of the cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-import traceback
 from pathlib import Path
 
-from slam.errors import SlamError
+from slam.entry import EXIT_INTERRUPTED, report_errors
+from slam.errors import ConfigError, SlamError
 
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -104,6 +107,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from slam.pipeline import run
     from slam.synthetic import render_demo_sequence
 
+    if args.frames < 2:
+        raise ConfigError(f"--frames must be at least 2 (a closed loop), got {args.frames}", "command line")
     data_dir = args.out / "data"
     print(f"rendering a synthetic RGB-D loop ({args.frames} frames) into {data_dir} ...")
     render_demo_sequence(data_dir, n_frames=args.frames, size=args.size)
@@ -171,6 +176,7 @@ COMMANDS = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "frontends": cmd
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read when torch loads its OpenMP runtime
     parser = build_parser()
     # key=value overrides may stand anywhere among the options (``--data X a=1 --out Y b=2``)
     args, extra = parser.parse_known_args(argv)
@@ -181,23 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return COMMANDS[args.command](args)
-    except SlamError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:  # e.g. an output folder that cannot be written
-        if args.debug:
-            traceback.print_exc()
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
+    return report_errors(lambda: COMMANDS[args.command](args), args.debug)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

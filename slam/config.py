@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from backends.config import BackendConfig
 from frontends.base import FRONTENDS, frontend_config_class
 from mapping.config import MappingConfig, VizConfig
-from slam.config_loader import Origins, build, merge, nest, origin_of, parse_override, read_yaml, to_plain
+from slam.atomic import write_text_atomic
+from slam.config_loader import Origins, bounded, build, merge, nest, origin_of, parse_override, read_yaml, to_plain
 from slam.datasets import detect_kind
 from slam.datasets.base import DatasetConfig
 from slam.errors import ConfigError
@@ -44,12 +47,8 @@ class OutputConfig:
 
     dir: str = "outputs/run"
     kitti: bool | None = None
-    flush_every: int = 50
-    flush_seconds: float = 30.0
-
-    def validate(self) -> None:
-        if self.flush_every < 0:
-            raise ValueError("flush_every must be >= 0")
+    flush_every: int = bounded(50, ge=0)
+    flush_seconds: float = bounded(30.0, ge=0)
 
 
 @dataclass
@@ -208,7 +207,5 @@ def build_run_config(merged: dict[str, Any], origins: Origins) -> RunConfig:
 
 def write_run_yaml(cfg: RunConfig, path: Path) -> None:
     """Write the resolved configuration (``run.yaml``) so a run can be reproduced with ``--config``."""
-    import yaml
-
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
-    path.write_text("# resolved configuration of this run (slam run --config run.yaml reproduces it)\n" + text)
+    write_text_atomic(path, "# resolved configuration of this run (slam run --config run.yaml reproduces it)\n" + text)

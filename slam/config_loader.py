@@ -23,13 +23,66 @@ from slam.errors import ConfigError
 Origins = dict[str, str]
 
 
+class _IntText(int):
+    """An int read from YAML that remembers its source text (``00`` stays ``"00"`` for a string field)."""
+
+    text: str
+
+
+class _FloatText(float):
+    """A float read from YAML that remembers its source text (``1.10`` stays ``"1.10"`` for a string field)."""
+
+    text: str
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` whose numbers remember their text; :func:`convert` turns them into plain values."""
+
+
+def _construct_number(kind):
+    base = yaml.SafeLoader.construct_yaml_int if kind is _IntText else yaml.SafeLoader.construct_yaml_float
+
+    def construct(loader, node):
+        value = kind(base(loader, node))
+        value.text = node.value
+        return value
+
+    return construct
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_number(_IntText))
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_number(_FloatText))
+
+
+def load_yaml_text(text: str) -> Any:
+    """``yaml.safe_load`` whose numbers remember their source text (no object construction, no code)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+
+
+def plain(value: Any) -> Any:
+    """``value`` with the number subclasses of :func:`load_yaml_text` turned into int/float (recursively)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(plain(v) for v in value)
+    return value
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load``; errors name the file and the YAML problem."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("config file not found", path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml_text(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -53,7 +106,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if raw.strip().lower() in _YAML11_WORDS:
         return key, raw.strip()  # keep on/off/yes/no as words; bool fields accept them below
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml_text(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -121,6 +174,75 @@ def origin_of(origins: Origins, dotted: str) -> str | None:
 # dataclass construction with validation
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric config field (None = no bound); checked by :func:`build` at load time."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is out of range, or None when it is fine (None values are not checked)."""
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        for bound, ok, text in ((self.ge, lambda b: value >= b, ">="), (self.gt, lambda b: value > b, ">"),
+                                (self.le, lambda b: value <= b, "<="), (self.lt, lambda b: value < b, "<")):
+            if bound is not None and not ok(bound):
+                return f"must be {text} {bound:g}, got {value!r}"
+        return None
+
+
+def require(obj: Any, **bounds: dict[str, float]) -> None:
+    """Range checks for ``validate()`` methods: ``require(self, stride={"ge": 1}, huber={"gt": 0})``.
+
+    Raises:
+        ValueError starting with the field name, e.g. ``"stride must be >= 1, got 0"`` (the loader turns it
+        into an error naming the dotted key and where it was set).
+    """
+    for name, kw in bounds.items():
+        problem = Range(**kw).problem(getattr(obj, name))
+        if problem:
+            raise ValueError(f"{name} {problem}")
+
+
+def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, lt: float | None = None, **field_kwargs: Any) -> Any:
+    """A dataclass field with a range check, e.g. ``stride: int = bounded(1, ge=1)``."""
+    metadata = {**field_kwargs.pop("metadata", {}), "range": Range(ge=ge, gt=gt, le=le, lt=lt)}
+    return dataclasses.field(default=default, metadata=metadata, **field_kwargs)
+
+
+def _check_ranges(obj: Any, origins: Origins, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        rng = f.metadata.get("range")
+        problem = rng.problem(getattr(obj, f.name)) if rng is not None else None
+        if problem:
+            raise _error(origins, f"{prefix}{f.name}", f"'{prefix}{f.name}' {problem}")
+
+
+def _validation_error(exc: ValueError, fields: list[str], origins: Origins, prefix: str,
+                      given: Any = ()) -> ConfigError:
+    """A ``validate()`` message turned into a one-line error naming the key it is about: the first field the
+    message names, preferring keys given in this section's data (those are what a layer set)."""
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    section = prefix.rstrip(".")
+    named = [(m.start(), m.group(1)) for name in fields
+             for m in re.finditer(rf"(?<![\w.])(?:{re.escape(prefix)})?({re.escape(name)})(?![\w])", message)]
+    if not named:
+        return _error(origins, section, f"invalid value in '{section or 'root'}': {message}")
+    _, name = min(named, key=lambda item: (item[1] not in given, item[0]))
+    dotted = f"{prefix}{name}"
+    for lead in (f"{dotted}:", dotted, f"{name}:", name):
+        if message.startswith(lead):
+            message = (":" if lead.endswith(":") else "") + " " + message[len(lead):].lstrip()
+            break
+    else:
+        message = f": invalid value: {message}"
+    return _error(origins, dotted, f"'{dotted}'{message}")
+
+
 def build(cls: type, data: Any, origins: Origins, prefix: str = "") -> Any:
     """Instantiate dataclass ``cls`` from nested dict ``data``, checking keys and types.
 
@@ -141,26 +263,15 @@ def build(cls: type, data: Any, origins: Origins, prefix: str = "") -> Any:
     try:
         obj = cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise _error(origins, prefix.rstrip("."), f"invalid section '{prefix.rstrip('.') or 'root'}': {exc}") from None
+        raise _validation_error(exc, list(known), origins, prefix, set(data)) from None
+    _check_ranges(obj, origins, prefix)
     validate = getattr(obj, "validate", None)
     if callable(validate):
         try:
             validate()
-        except ValueError as exc:
-            section = prefix.rstrip(".")
-            raise _error(origins, _blamed_key(prefix, data, str(exc)) or section,
-                         f"invalid value in '{section or 'root'}': {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise _validation_error(exc, list(known), origins, prefix, set(data)) from None
     return obj
-
-
-def _blamed_key(prefix: str, data: dict[str, Any], message: str) -> str | None:
-    """The dotted key a section's validation message is about: the first key given in ``data`` whose name
-    the message mentions as a word (e.g. ``downsample must be >= 1``), else None (blame the section)."""
-    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message))
-    for key in data:
-        if key in words:
-            return f"{prefix}{key}"
-    return None
 
 
 def convert(tp: Any, value: Any, origins: Origins, dotted: str) -> Any:
@@ -168,7 +279,7 @@ def convert(tp: Any, value: Any, origins: Origins, dotted: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
-        return value
+        return plain(value)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -190,7 +301,7 @@ def convert(tp: Any, value: Any, origins: Origins, dotted: str) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise _error(origins, dotted, f"'{dotted}' must be a mapping, got {value!r}")
-        return dict(value)
+        return plain(dict(value))
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -199,10 +310,12 @@ def convert(tp: Any, value: Any, origins: Origins, dotted: str) -> Any:
         raise _error(origins, dotted, f"'{dotted}' must be true or false, got {value!r}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return int(value)
         raise _error(origins, dotted, f"'{dotted}' must be an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isnan(value):
+                raise _error(origins, dotted, f"'{dotted}' must be a number, got nan")
             return float(value)
         if isinstance(value, str) and value.strip().lower() in {"inf", "+inf", "-inf", ".inf", "-.inf"}:
             return math.inf if "-" not in value else -math.inf
@@ -213,7 +326,7 @@ def convert(tp: Any, value: Any, origins: Origins, dotted: str) -> Any:
         if isinstance(value, bool):
             return "on" if value else "off"  # YAML 1.1 reads an unquoted off/on as a boolean
         if isinstance(value, (int, float)):
-            return str(value)  # e.g. KITTI sequence 00 written unquoted
+            return getattr(value, "text", str(value))  # e.g. KITTI sequence 00 written unquoted stays "00"
         raise _error(origins, dotted, f"'{dotted}' must be a string, got {value!r}")
     if isinstance(tp, type) and isinstance(value, tp):
         return value
@@ -234,4 +347,4 @@ def to_plain(obj: Any) -> Any:
         return [to_plain(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
-    return obj
+    return plain(obj)

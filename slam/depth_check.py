@@ -9,6 +9,9 @@ divisions by zero. :class:`DepthCheck` looks at each frame's depth before the fr
 * later frames without a usable pixel are counted and reported in one warning at the end.
 
 "Usable" means finite and inside the frontend's :meth:`~frontends.base.Frontend.usable_depth` range.
+
+:func:`check_frame_size` refuses a frame whose image size differs from the first frame's when the dataset
+states intrinsics (K is given for one image size; a different size would silently use wrong intrinsics).
 """
 
 from __future__ import annotations
@@ -72,3 +75,14 @@ class DepthCheck:
                 self.where)
         log.warning("%d of %d depth maps had no usable pixel (first: %s); their poses are extrapolated",
                     self.n_empty, self.n_checked, self.first_empty)
+
+
+def check_frame_size(frame: Frame, first_shape: tuple[int, int] | None) -> tuple[int, int]:
+    """Raise a DatasetError naming the frame's file when its size differs from ``first_shape`` (H, W) while
+    the frame carries intrinsics; returns the shape to compare the next frames with."""
+    shape = tuple(frame.rgb.shape[:2])
+    if first_shape is not None and shape != first_shape and frame.K is not None:
+        raise DatasetError(f"image is {shape[1]}x{shape[0]} but the sequence started with "
+                           f"{first_shape[1]}x{first_shape[0]} images (the intrinsics hold for one size)",
+                           frame.source or f"frame {frame.index}")
+    return shape if first_shape is None else first_shape

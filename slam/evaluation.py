@@ -30,11 +30,11 @@ What :func:`evaluate` computes (all through ``evo.core``; nothing here re-implem
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +43,10 @@ from evo.core.filters import FilterException
 from evo.core.geometry import GeometryException
 from evo.core.trajectory import PoseTrajectory3D
 
+from slam.atomic import write_bytes_atomic, write_text_atomic
 from slam.errors import DatasetError
 from slam.geometry import rotation_part
-from slam.trajectory import Trajectory, detect_format, read_trajectory, write_text_atomic
+from slam.trajectory import Trajectory, detect_format, read_trajectory
 
 KITTI_LENGTHS_M = (100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
 SHORT_LENGTH_M = 10.0
@@ -237,11 +238,7 @@ def plot_trajectories(est: Trajectory, gt: Trajectory, png_path: str | Path,
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png_path.with_name(f".{png_path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, png_path)
+    write_bytes_atomic(png_path, buffer.getvalue())
 
 
 #: ``--align`` choices of ``slam eval`` (evo: ``-a`` = se3, ``-as`` = sim3, ``--align_origin`` = origin).
@@ -292,11 +289,24 @@ def run_eval(est_path: str | Path, gt_path: str | Path, out_dir: str | Path, fmt
     gt = read_trajectory(gt_path, formats[1])
     if kitti is None:
         kitti = "kitti" in formats
-    result = {"alignment": align, "ate_rmse": ate_with_alignment(est, gt, align, max_time_diff)}
-    result.update(evaluate(est, gt, kitti=kitti, max_time_diff=max_time_diff))
+    with _naming_inputs(est_path, gt_path):
+        result = {"alignment": align, "ate_rmse": ate_with_alignment(est, gt, align, max_time_diff)}
+        result.update(evaluate(est, gt, kitti=kitti, max_time_diff=max_time_diff))
     result.update(estimate=str(est_path), ground_truth=str(gt_path), t_max_diff=max_time_diff)
     print(format_table(result))
     out_dir = Path(out_dir)
     write_text_atomic(out_dir / EVAL_METRICS_FILE, json.dumps(result, indent=2) + "\n")
-    plot_trajectories(est, gt, out_dir / EVAL_PLOT_FILE, max_time_diff=max_time_diff)
+    with _naming_inputs(est_path, gt_path):
+        plot_trajectories(est, gt, out_dir / EVAL_PLOT_FILE, max_time_diff=max_time_diff)
     return result
+
+
+@contextlib.contextmanager
+def _naming_inputs(est_path: str | Path, gt_path: str | Path):
+    """Errors about the pair (association, alignment) name both files."""
+    try:
+        yield
+    except DatasetError as err:
+        if err.path is not None:
+            raise
+        raise DatasetError(f"{err.problem} (estimate: {est_path}; ground truth: {gt_path})") from None

@@ -1,4 +1,4 @@
-"""Small pose helpers used across the project.
+"""Rigid and similarity transforms, rotations, quaternions, point transforms and pinhole projection.
 
 Conventions: quaternions are scalar-last ``(qx, qy, qz, qw)`` as in the TUM format and in SciPy;
 poses are 4x4 float64 matrices ``T = [[s*R, t], [0, 1]]`` (``s = 1`` for rigid poses), usually
@@ -9,7 +9,6 @@ camera-to-world ``T_wc`` in metres. All functions accept a single pose ``(4, 4)`
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 
 def quat_to_rotmat(q_xyzw: np.ndarray) -> np.ndarray:
@@ -17,12 +16,16 @@ def quat_to_rotmat(q_xyzw: np.ndarray) -> np.ndarray:
 
     Raises ValueError for a zero-norm quaternion.
     """
+    from scipy.spatial.transform import Rotation  # imported on use: this module stays light to import
+
     q = np.asarray(q_xyzw, dtype=np.float64)
     return Rotation.from_quat(q.reshape(-1, 4)).as_matrix().reshape(q.shape[:-1] + (3, 3))
 
 
 def rotmat_to_quat(R: np.ndarray) -> np.ndarray:
     """Scalar-last unit quaternions ``(..., 4)`` with ``qw >= 0`` from rotation matrices ``(..., 3, 3)``."""
+    from scipy.spatial.transform import Rotation
+
     R = np.asarray(R, dtype=np.float64)
     q = Rotation.from_matrix(R.reshape(-1, 3, 3)).as_quat(canonical=True)
     return q.reshape(R.shape[:-2] + (4,))
@@ -77,3 +80,89 @@ def relative_pose(T_wa: np.ndarray, T_wb: np.ndarray) -> np.ndarray:
 def intrinsics_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     """3x3 float64 pinhole matrix from focal lengths and principal point in pixels."""
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float64)
+
+
+def make_sim3(R: np.ndarray, t: np.ndarray, s: float = 1.0) -> np.ndarray:
+    """4x4 ``[[s R, t], [0, 1]]`` from a 3x3 rotation, a 3-vector and a scale."""
+    T = np.eye(4)
+    T[:3, :3] = s * np.asarray(R, dtype=np.float64)
+    T[:3, 3] = np.asarray(t, dtype=np.float64).reshape(3)
+    return T
+
+
+def rotation_of(T: np.ndarray) -> np.ndarray:
+    """Rotation ``R`` (3x3, or (N, 3, 3) for (N, 4, 4) input) of Sim(3) matrices, re-orthonormalised (SVD)."""
+    U, _, Vt = np.linalg.svd(np.asarray(T, dtype=np.float64)[..., :3, :3])
+    flip = np.linalg.det(U @ Vt) < 0
+    U[flip, :, -1] *= -1
+    return U @ Vt
+
+
+def rigid(T: np.ndarray) -> np.ndarray:
+    """The rigid pose(s) with ``T``'s rotation and translation (scale dropped from the rotation block);
+    4x4 or (N, 4, 4)."""
+    T = np.asarray(T, dtype=np.float64)
+    out = np.zeros_like(T)
+    out[..., :3, :3] = rotation_of(T)
+    out[..., :3, 3] = T[..., :3, 3]
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def rotation_angle(R: np.ndarray) -> float:
+    """Angle in radians (in [0, pi]) of a 3x3 rotation, from its trace."""
+    c = (np.trace(np.asarray(R)[:3, :3]) - 1.0) / 2.0
+    return float(np.arccos(np.clip(c, -1.0, 1.0)))
+
+
+def blend(A: np.ndarray, B: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Poses between ``A`` and ``B``: ``A @ D(alpha)`` with ``D = A^-1 B`` split into scale, rotation and
+    translation, each taken ``alpha`` of the way (``s^alpha``, rotation vector times ``alpha``,
+    ``alpha t``); ``alpha = 0`` gives ``A`` and ``1`` gives ``B``.
+
+    Args:
+        A, B: (N, 4, 4) Sim(3) matrices.
+        alpha: (N,) weights in [0, 1].
+    """
+    from scipy.spatial.transform import Rotation
+
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    alpha = np.asarray(alpha, dtype=np.float64)
+    if len(A) == 0:
+        return A.copy()
+    D = inverse_pose(A) @ B
+    s = np.cbrt(np.linalg.det(D[:, :3, :3]))
+    rotvec = Rotation.from_matrix(D[:, :3, :3] / s[:, None, None]).as_rotvec()
+    Da = np.tile(np.eye(4), (len(A), 1, 1))
+    Da[:, :3, :3] = Rotation.from_rotvec(alpha[:, None] * rotvec).as_matrix() * (s**alpha)[:, None, None]
+    Da[:, :3, 3] = alpha[:, None] * D[:, :3, 3]
+    return A @ Da
+
+
+def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``x -> A x + t`` of a 4x4 rigid/Sim(3) ``T = [[A, t], [0, 1]]`` applied to (..., 3) points (float64
+    result when ``T`` is float64)."""
+    T = np.asarray(T)
+    return points @ T[:3, :3].T + T[:3, 3]
+
+
+def project_points(points: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pinhole projection of camera-frame points (OpenCV axes) to pixels.
+
+    Args:
+        points: (..., 3) points in the camera frame.
+        K: 3x3 intrinsics of the image projected into.
+
+    Returns:
+        ``(uv, z)``: (..., 2) float pixel coordinates (column, row) and (...,) depths; points with
+        ``z <= 0`` get ``uv = nan``.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    z = p[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x, y = p[..., 0] / z, p[..., 1] / z
+    u = K[0, 0] * x + K[0, 1] * y + K[0, 2]
+    v = K[1, 1] * y + K[1, 2]
+    uv = np.stack([u, v], axis=-1)
+    uv[z <= 0] = np.nan
+    return uv, z

@@ -44,7 +44,8 @@ class SignalState:
 def interrupt_signals(state: SignalState) -> Iterator[SignalState]:
     """Inside the block SIGTERM/SIGHUP raise ``KeyboardInterrupt`` like SIGINT; ``state`` records the signal.
 
-    Only the main thread can install handlers; elsewhere the block changes nothing.
+    Only the main thread can install handlers; elsewhere the block changes nothing. Signals that are ignored
+    when the block starts (``nohup``, background jobs) stay ignored.
     """
     if threading.current_thread() is not threading.main_thread():
         yield state
@@ -62,12 +63,13 @@ def interrupt_signals(state: SignalState) -> Iterator[SignalState]:
             return previous_int(signum, frame)
         raise KeyboardInterrupt("SIGINT")
 
-    saved = {sig: signal.getsignal(sig) for sig in _HANDLED}
-    saved[signal.SIGINT] = previous_int
+    # a signal the parent chose to ignore (``nohup`` ignores SIGHUP, background jobs SIGINT) stays ignored
+    saved = {sig: old for sig in _HANDLED if (old := signal.getsignal(sig)) is not signal.SIG_IGN}
+    if previous_int is not signal.SIG_IGN:
+        saved[signal.SIGINT] = previous_int
     try:
-        signal.signal(signal.SIGINT, on_sigint)
-        for sig in _HANDLED:
-            signal.signal(sig, handler)
+        for sig in saved:
+            signal.signal(sig, on_sigint if sig == signal.SIGINT else handler)
         yield state
     finally:
         for sig, old in saved.items():

@@ -23,12 +23,13 @@ from backends import create_backend
 from mapping import build_sinks
 from slam.config import RunConfig, write_run_yaml
 from slam.datasets import open_dataset
-from slam.depth_check import DepthCheck
-from slam.errors import DatasetError
+from slam.depth_check import DepthCheck, check_frame_size
+from slam.errors import DatasetError, SlamError
 from slam.evaluation import evaluate
 from slam.interrupts import SignalState, interrupt_signals, pause_point
 from slam.sinks import FrameEvent, RunInfo, Sink
-from slam.trajectory import Trajectory, write_kitti_trajectory, write_text_atomic, write_tum_trajectory
+from slam.atomic import write_text_atomic
+from slam.trajectory import Trajectory, write_kitti_trajectory, write_tum_trajectory
 from slam.types import Backend
 
 log = logging.getLogger(__name__)
@@ -62,12 +63,18 @@ class _FpsMeter:
         return self.fps
 
 
-def _notify(sinks: list[Sink], method: str, *args: Any) -> None:
-    """Call a hook on every sink; a failing sink is reported and dropped, never stops the run."""
+def _notify(sinks: list[Sink], method: str, *args: Any, write_errors: list[OSError] | None = None) -> None:
+    """Call a hook on every sink; a failing sink is reported and dropped, never stops the run.
+
+    An ``OSError`` naming a file (a failed write: disk full, not writable) is also appended to
+    ``write_errors`` so that the run can end with an error once everything else is written.
+    """
     for sink in list(sinks):
         try:
             getattr(sink, method)(*args)
         except Exception as exc:  # noqa: BLE001 - a sink must never stop SLAM
+            if write_errors is not None and isinstance(exc, OSError) and exc.filename:
+                write_errors.append(exc)
             log.warning("sink %s failed in %s (%s); disabling it", type(sink).__name__, method, exc)
             sinks.remove(sink)
             try:
@@ -87,6 +94,8 @@ class Pipeline:
         self.backend: Backend | None = None
         self.sinks: list[Sink] = []
         self.fps = _FpsMeter()
+        self.frames_written = 0  #: frames in the trajectory.tum on disk
+        self.write_errors: list[OSError] = []  #: failed writes of the sinks, reported at the end of the run
 
     # -- outputs ---------------------------------------------------------------------------------------------
     def _trajectory(self) -> Trajectory:
@@ -99,6 +108,7 @@ class Pipeline:
         write_tum_trajectory(self.out_dir / "trajectory.tum", traj)
         if write_kitti:
             write_kitti_trajectory(self.out_dir / "trajectory.kitti", traj)
+        self.frames_written = len(traj)
         return traj
 
     # -- main loop -------------------------------------------------------------------------------------------
@@ -110,8 +120,8 @@ class Pipeline:
         dataset = open_dataset(cfg.dataset)
         n_total = len(dataset)
         if n_total == 0:
-            raise DatasetError("the selection dataset.first/last/stride/max_frames leaves no frame to process",
-                               cfg.dataset.path)
+            raise DatasetError("no frame to process: the sequence is empty or dataset.first/last/stride/max_frames "
+                               "select none", cfg.dataset.path)
         gt = dataset.ground_truth()
         write_kitti = cfg.output.kitti if cfg.output.kitti is not None else dataset.is_kitti
         frontend = frontends.create(cfg.frontend.name, cfg.frontend.options())
@@ -124,13 +134,16 @@ class Pipeline:
         metrics: dict[str, Any] = {}
         started = False
         n_keyframes = 0
+        first_shape: tuple[int, int] | None = None
         t0 = last_flush = time.perf_counter()
         bar = _progress_bar(n_total, cfg.frontend.name) if self.progress else None
         with interrupt_signals(signals):
             try:
                 for frame in dataset:
+                    first_shape = check_frame_size(frame, first_shape)
                     self.depth_check.check(frame)
                     output = frontend.step(frame)
+                    _check_finite(output, frame, cfg.frontend.name)
                     if not started:
                         info = RunInfo(out_dir=str(self.out_dir), n_frames=n_total, frontend=cfg.frontend.name,
                                        metric=output.metric, gt_poses=None if gt is None else gt.poses,
@@ -171,12 +184,15 @@ class Pipeline:
                     metrics = self._finish(gt, write_kitti, elapsed, interrupted, optimise=not failed)
                     interrupted = interrupted or bool(metrics.get("interrupted"))
                 finally:
-                    self._guarded("closing the sinks", _notify, self.sinks, "close")
+                    self._guarded("closing the sinks", lambda: _notify(self.sinks, "close",
+                                                                        write_errors=self.write_errors))
                     if self.backend is not None:
                         self._guarded("stopping the backend", self.backend.close)
-                    frontend.close()
+                    self._guarded("closing the frontend", frontend.close)
         if not interrupted:
             self.depth_check.finish()
+        if self.write_errors:  # everything else is written; now report the first failed file
+            raise self.write_errors[0]
         return RunResult(out_dir=self.out_dir, n_frames=len(self.timestamps), metrics=metrics,
                          interrupted=interrupted, exit_code=signals.exit_code if interrupted else 0)
 
@@ -244,14 +260,23 @@ class Pipeline:
         # (4) map export
         def export() -> None:
             pause_point("export")
-            _notify(self.sinks, "finish", traj.timestamps, traj.poses, metrics)
+            _notify(self.sinks, "finish", traj.timestamps, traj.poses, metrics, write_errors=self.write_errors)
 
         self._guarded("exporting the map", export)
+        if self.frames_written < n:  # repeated signals skipped every trajectory write: one last try
+            self._guarded("writing the trajectory", self._write_trajectories, write_kitti)
         if self._interrupted_finish and not metrics["interrupted"]:  # interrupted during the export
             metrics["interrupted"] = True
             self._guarded("writing the metrics", write_text_atomic, metrics_path,
                           json.dumps(metrics, indent=2, default=_json_default))
         return metrics
+
+
+def _check_finite(output: Any, frame: Any, frontend: str) -> None:
+    """Stop with a clear error (instead of a failing SVD later) when a frontend's pose is not finite."""
+    if not np.isfinite(np.asarray(output.pose, dtype=np.float64)).all():
+        raise SlamError(f"frontend '{frontend}' produced a non-finite (NaN/inf) pose for frame {frame.index}: "
+                        "check the checkpoint and the input data", frame.source or None)
 
 
 def _json_default(obj: Any) -> Any:

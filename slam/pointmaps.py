@@ -39,28 +39,6 @@ def backproject_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
     return out
 
 
-def project_points(points: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Project camera-frame points to pixels.
-
-    Args:
-        points: (..., 3) points in the camera frame (metres).
-        K: 3x3 intrinsics.
-
-    Returns:
-        ``(uv, z)``: (..., 2) float pixel coordinates (column, row) and (...,) depths; points with
-        ``z <= 0`` get ``uv = nan``.
-    """
-    p = np.asarray(points, dtype=np.float64)
-    z = p[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x, y = p[..., 0] / z, p[..., 1] / z
-    u = K[0, 0] * x + K[0, 1] * y + K[0, 2]
-    v = K[1, 1] * y + K[1, 2]
-    uv = np.stack([u, v], axis=-1)
-    uv[z <= 0] = np.nan
-    return uv, z
-
-
 def downsample_depth(depth: np.ndarray, factor: int, max_spread: float = 0.03) -> np.ndarray:
     """Depth-aware block downsampling by an integer ``factor``.
 

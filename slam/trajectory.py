@@ -11,15 +11,17 @@ Writers are atomic (temporary file + rename), so an interrupted write never leav
 
 from __future__ import annotations
 
-import os
-import tempfile
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from slam.atomic import write_text_atomic
 from slam.errors import DatasetError
 from slam.geometry import pose_from_tq, pose_to_tq
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,26 +64,12 @@ class Trajectory:
 # --------------------------------------------------------------------------------------------- I/O helpers
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _data_lines(path: Path) -> list[tuple[int, list[str]]]:
     """(1-based line number, fields) of the non-empty, non-comment lines of a text file."""
     if not path.is_file():
         raise DatasetError("trajectory file not found", path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"cannot read trajectory file ({err})", path) from None
     rows = []
@@ -110,7 +98,10 @@ _TUM_FIELDS = "timestamp tx ty tz qx qy qz qw"
 
 
 def read_tum(path: str | Path) -> Trajectory:
-    """Read a TUM trajectory file (``t tx ty tz qx qy qz qw`` per line, scalar-last quaternion)."""
+    """Read a TUM trajectory file (``t tx ty tz qx qy qz qw`` per line, scalar-last quaternion).
+
+    Lines out of time order are sorted by time stamp, with a warning naming the file.
+    """
     path = Path(path)
     stamps, poses = [], []
     for number, fields in _data_lines(path):
@@ -120,7 +111,16 @@ def read_tum(path: str | Path) -> Trajectory:
             raise DatasetError(f"line {number}: zero quaternion", path)
         stamps.append(v[0])
         poses.append(pose_from_tq(v[1:4], q))
-    return Trajectory(np.array(stamps), np.array(poses).reshape(-1, 4, 4))
+    return _time_ordered(Trajectory(np.array(stamps), np.array(poses).reshape(-1, 4, 4)), path)
+
+
+def _time_ordered(traj: Trajectory, path: Path) -> Trajectory:
+    """``traj`` sorted by time stamp (with a warning naming ``path`` when the lines were out of order)."""
+    if len(traj) > 1 and (np.diff(traj.timestamps) < 0).any():
+        log.warning("%s: poses are not in time order; sorted by time stamp", path)
+        order = np.argsort(traj.timestamps, kind="stable")
+        return Trajectory(traj.timestamps[order], traj.poses[order])
+    return traj
 
 
 def format_tum(traj: Trajectory) -> str:

@@ -49,3 +49,30 @@ def test_relative_pose():
     T_ab = relative_pose(T_wa, T_wb)
     assert T_wa @ T_ab == pytest.approx(T_wb)
     assert T_ab[:3, 3] == pytest.approx([0, 2, 0])
+
+
+def test_point_transform_projection_and_angle_agree():
+    from slam.geometry import make_sim3, project_points, rotation_angle, transform_points
+
+    R = Rotation.from_rotvec([0.0, 0.3, 0.0]).as_matrix()
+    T = make_sim3(R, [0.1, -0.2, 0.5], 2.0)
+    pts = np.array([[0.0, 0.0, 1.0], [1.0, 2.0, 3.0]])
+    assert np.allclose(transform_points(T, pts), (2.0 * R @ pts.T).T + [0.1, -0.2, 0.5])
+    assert rotation_angle(R) == pytest.approx(0.3)
+    K = np.array([[100.0, 0, 32], [0, 90.0, 24], [0, 0, 1]])
+    uv, z = project_points(np.array([[0.5, -0.2, 2.0], [1.0, 1.0, -1.0]]), K)
+    assert np.allclose(uv[0], [32 + 100 * 0.25, 24 - 90 * 0.1]) and np.allclose(z, [2.0, -1.0])
+    assert np.isnan(uv[1]).all()  # behind the camera
+
+
+def test_atomic_write_keeps_the_old_file_on_error(tmp_path):
+    from slam.atomic import atomic_path, write_text_atomic
+
+    path = tmp_path / "sub" / "metrics.json"
+    write_text_atomic(path, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            assert tmp.suffix == ".json" and tmp.parent == path.parent
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert path.read_text() == "old" and sorted(p.name for p in path.parent.iterdir()) == ["metrics.json"]

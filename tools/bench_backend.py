@@ -24,7 +24,7 @@ from scipy.spatial.transform import Rotation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backends import sim3  # noqa: E402
+from slam import geometry  # noqa: E402
 from backends.config import GraphConfig, KeyframeConfig, LoopClosureConfig  # noqa: E402
 from backends.loop_closure import LoopCloser  # noqa: E402
 from backends.pose_graph import Edge, PoseGraph  # noqa: E402
@@ -33,7 +33,7 @@ from slam.types import Keyframe  # noqa: E402
 
 def _pose(i: int, lap: int) -> np.ndarray:
     a = 2 * np.pi * (i % lap) / lap
-    return sim3.make_sim3(Rotation.from_euler("y", -a).as_matrix(), [5 * np.sin(a), 0.0, 5 * np.cos(a)])
+    return geometry.make_sim3(Rotation.from_euler("y", -a).as_matrix(), [5 * np.sin(a), 0.0, 5 * np.cos(a)])
 
 
 def run(n_keyframes: int, lap: int, loop_every: int, use_sim3: bool, report_every: int, seed: int = 0
@@ -44,7 +44,7 @@ def run(n_keyframes: int, lap: int, loop_every: int, use_sim3: bool, report_ever
     closer = LoopCloser(LoopClosureConfig(top_k=3, min_score=0.5, recent_window=lap // 2), KeyframeConfig(),
                         None, use_sim3)
     places = rng.normal(size=(lap, 256)).astype(np.float32)
-    drift = sim3.make_sim3(Rotation.from_euler("y", 0.05, degrees=True).as_matrix(), [0.001, 0, 0])
+    drift = geometry.make_sim3(Rotation.from_euler("y", 0.05, degrees=True).as_matrix(), [0.001, 0, 0])
     empty = np.zeros((1, 1, 3), np.float32)
     rows, t_graph, t_ret, loops, hits = [], 0.0, 0.0, 0, 0
     sig = graph.sigmas(0.5, 0.05, 0.01)
@@ -57,7 +57,7 @@ def run(n_keyframes: int, lap: int, loop_every: int, use_sim3: bool, report_ever
         if i == 0:
             graph.add_node(0, _pose(0, lap))
         else:
-            odo = sim3.relative(_pose(i - 1, lap), _pose(i, lap)) @ drift
+            odo = geometry.relative_pose(_pose(i - 1, lap), _pose(i, lap)) @ drift
             graph.add_node(i, graph.pose(i - 1) @ odo)
             graph.add_edge(Edge(i - 1, i, odo, sig))
         graph.update()
@@ -100,4 +100,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    from slam.entry import tool_main
+
+    sys.exit(tool_main(main))

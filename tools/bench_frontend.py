@@ -23,6 +23,16 @@ Peak memory per rule:
   reset is not possible, ``resource.getrusage().ru_maxrss`` is used: then the figure is process-wide and
   not per rule (reported as ``"mem_method": "ru_maxrss"``).
 
+Memory over a long stream: ``mem_series_mb`` holds each timed frame's peak, and ``mem_drift_pct`` the
+spread ``(max - min) / min`` of those peaks from frame ``--drift-from`` on (constant memory: close to 0).
+
+Precision and fast paths: ``--autocast bf16`` runs encoder and decoders in bfloat16 (CPU or CUDA; heads stay
+float32); ``--compile`` runs the per-view step through ``torch.compile`` (see ``kernels/compiled.py``).
+
+OpenMP threads: unless the environment sets ``OMP_WAIT_POLICY``, this tool sets it to ``PASSIVE`` before
+torch loads (spinning worker threads make a step several times slower when another job holds a core);
+the policy in effect is recorded as ``omp_wait_policy``.
+
 STream3R (``--frontend stream3r``): sizes ``tiny`` (the public fixture architecture, 42x70 input) and
 ``full`` (the released architecture, 392x518 input, i.e. a 4:3 image after the official preprocessing).
 The weights are random (normal, std 0.02). Modes ``causal`` and ``window`` (window 5) are interleaved frame
@@ -33,6 +43,7 @@ layout (``config.json`` + ``model.safetensors``) and benchmarks the network load
 Example::
 
     python tools/bench_frontend.py --size 224 --frames 6 --device cpu --json bench_224.json
+    python tools/bench_frontend.py --size 512 --frames 1000 --device cuda --autocast bf16 --rules ttsa3r
     python tools/bench_frontend.py --frontend stream3r --size full --frames 3 --warmup 1
 """
 
@@ -40,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -51,6 +63,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads its OpenMP runtime
 import torch  # noqa: E402
 
 RULES = ("cut3r", "ttt3r", "ttsa3r")
@@ -122,8 +135,12 @@ class MemoryProbe:
         return peak, peak - self._before
 
 
-def run(size: str, frames: int, device: str, warmup: int = 1, seed: int = 0) -> dict:
-    """Benchmark the three rules; returns ``{rule: {"ms_per_frame", "peak_mem_mb", ...}}``."""
+AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def run(size: str, frames: int, device: str, warmup: int = 1, seed: int = 0, rules: tuple[str, ...] = RULES,
+        autocast: str = "none", compile_step: bool = False, drift_from: int = 10) -> dict:
+    """Benchmark the given rules; returns ``{rule: {"ms_per_frame", "peak_mem_mb", ...}}``."""
     from frontends.cut3r.model.net import Cut3rNet
 
     if frames <= warmup:
@@ -132,14 +149,18 @@ def run(size: str, frames: int, device: str, warmup: int = 1, seed: int = 0) -> 
     cfg, (h, w) = model_config(size)
     torch.manual_seed(seed)
     net = Cut3rNet(cfg).to(dev).eval()
-    images = [torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed + i)) * 2 - 1 for i in range(frames)]
-    sessions = {rule: net.session(update=rule) for rule in RULES}
+    # a few distinct frames, reused cyclically: long streams need no per-frame allocation of inputs
+    images = [torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed + i)).mul(2).sub(1).to(dev)
+              for i in range(min(frames, 8))]
+    sessions = {rule: net.session(update=rule, autocast_dtype=AUTOCAST[autocast], compile_step=compile_step)
+                for rule in rules}
     probe = MemoryProbe(dev)
-    times: dict[str, list[float]] = {rule: [] for rule in RULES}
-    cpu_times: dict[str, list[float]] = {rule: [] for rule in RULES}
-    peaks: dict[str, list[tuple[float, float]]] = {rule: [] for rule in RULES}
-    for i, img in enumerate(images):
-        order = RULES[i % len(RULES):] + RULES[: i % len(RULES)]
+    times: dict[str, list[float]] = {rule: [] for rule in rules}
+    cpu_times: dict[str, list[float]] = {rule: [] for rule in rules}
+    peaks: dict[str, list[tuple[float, float]]] = {rule: [] for rule in rules}
+    for i in range(frames):
+        img = images[i % len(images)]
+        order = rules[i % len(rules):] + rules[: i % len(rules)]
         for rule in order:
             probe.start()
             start, cpu_start = time.perf_counter(), time.process_time()
@@ -154,7 +175,9 @@ def run(size: str, frames: int, device: str, warmup: int = 1, seed: int = 0) -> 
                 cpu_times[rule].append(cpu_elapsed)
                 peaks[rule].append(peak)
     results = {}
-    for rule in RULES:
+    for rule in rules:
+        series = [p for p, _ in peaks[rule]]
+        tail = series[max(drift_from - warmup, 0):] or series
         results[rule] = {
             "ms_per_frame": statistics.median(times[rule]),
             "ms_mean": statistics.fmean(times[rule]),
@@ -164,10 +187,14 @@ def run(size: str, frames: int, device: str, warmup: int = 1, seed: int = 0) -> 
             "peak_extra_mb": max(e for _, e in peaks[rule]),
             "frames_timed": len(times[rule]),
             "size": size, "input_hw": [h, w], "device": device, "threads": torch.get_num_threads(),
-            "mem_method": probe.method,
+            "mem_method": probe.method, "autocast": autocast, "compile": compile_step,
+            "frames_per_second": 1e3 / statistics.median(times[rule]),
+            "mem_series_mb": [round(p, 2) for p in series],
+            "mem_drift_pct": 100.0 * (max(tail) - min(tail)) / max(min(tail), 1e-9),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         }
-    base = results["cut3r"]
-    for rule in RULES:
+    base = results.get("cut3r", results[rules[0]])
+    for rule in rules:
         results[rule]["ratio_vs_cut3r"] = results[rule]["ms_per_frame"] / base["ms_per_frame"]
         results[rule]["ratio_min_vs_cut3r"] = results[rule]["ms_min"] / base["ms_min"]
         results[rule]["cpu_ratio_vs_cut3r"] = results[rule]["cpu_ms_per_frame"] / base["cpu_ms_per_frame"]
@@ -245,6 +272,7 @@ def run_stream3r(size: str, frames: int, device: str, warmup: int = 1, seed: int
             "frames_timed": len(timed), "ms": rec["ms"], "peak_mb": rec["peak_mb"],
             "size": size, "input_hw": [h, w], "device": device, "threads": torch.get_num_threads(),
             "mem_method": probe.method, "official_layout": official_layout is not None,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         }
     return results
 
@@ -261,16 +289,18 @@ def format_table(results: dict) -> str:
             lines.append(f"{mode:<8} {r['ms_per_frame']:>18.1f} {r['ms_min']:>9.1f} {r['cpu_ms_per_frame']:>9.1f} "
                          f"{r['peak_mem_mb']:>9.1f} {r['peak_extra_mb']:>9.1f}")
         return "\n".join(lines)
-    first = results[RULES[0]]
+    first = next(iter(results.values()))
     lines = [f"size={first['size']} input={first['input_hw'][0]}x{first['input_hw'][1]} device={first['device']} "
-             f"threads={first['threads']} frames timed={first['frames_timed']} memory={first['mem_method']}",
+             f"threads={first['threads']} frames timed={first['frames_timed']} memory={first['mem_method']} "
+             f"autocast={first['autocast']} compile={first['compile']} OMP_WAIT_POLICY={first['omp_wait_policy']}",
              f"{'rule':<8} {'ms/frame (median)':>18} {'mean':>9} {'min':>9} {'peak MB':>9} {'extra MB':>9} "
-             f"{'x cut3r (median)':>17} {'x cut3r (min)':>14} {'cpu ms':>9} {'x cut3r (cpu)':>14}"]
-    for rule in RULES:
+             f"{'x cut3r (median)':>17} {'x cut3r (min)':>14} {'cpu ms':>9} {'x cut3r (cpu)':>14} {'mem drift %':>12}"]
+    for rule in results:
         r = results[rule]
         lines.append(f"{rule:<8} {r['ms_per_frame']:>18.1f} {r['ms_mean']:>9.1f} {r['ms_min']:>9.1f} "
                      f"{r['peak_mem_mb']:>9.1f} {r['peak_extra_mb']:>9.1f} {r['ratio_vs_cut3r']:>17.3f} "
-                     f"{r['ratio_min_vs_cut3r']:>14.3f} {r['cpu_ms_per_frame']:>9.1f} {r['cpu_ratio_vs_cut3r']:>14.3f}")
+                     f"{r['ratio_min_vs_cut3r']:>14.3f} {r['cpu_ms_per_frame']:>9.1f} {r['cpu_ratio_vs_cut3r']:>14.3f} "
+                     f"{r['mem_drift_pct']:>12.2f}")
     return "\n".join(lines)
 
 
@@ -285,10 +315,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
     parser.add_argument("--official-layout", type=Path, default=None,
                         help="stream3r: write the random model to this folder and benchmark it loaded back")
+    parser.add_argument("--rules", default=",".join(RULES), help="cut3r: comma-separated update rules to run")
+    parser.add_argument("--autocast", choices=sorted(AUTOCAST), default="none", help="cut3r: mixed precision")
+    parser.add_argument("--compile", action="store_true", help="cut3r: torch.compile the per-view step")
+    parser.add_argument("--drift-from", type=int, default=10, help="first frame of the memory-drift figure")
     args = parser.parse_args(argv)
     valid = STREAM3R_SIZES if args.frontend == "stream3r" else SIZES
     if args.size not in valid:
         print(f"error: --size {args.size} is not a {args.frontend} size (use one of {', '.join(valid)})",
+              file=sys.stderr)
+        return 2
+    rules = tuple(r for r in args.rules.split(",") if r)
+    unknown = sorted(set(rules) - set(RULES))
+    if unknown or not rules:
+        print(f"error: --rules: unknown rule(s) {', '.join(unknown) or '(none given)'} (use {', '.join(RULES)})",
               file=sys.stderr)
         return 2
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -302,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.frontend == "stream3r":
         results = run_stream3r(args.size, args.frames, args.device, args.warmup, official_layout=args.official_layout)
     else:
-        results = run(args.size, args.frames, args.device, args.warmup)
+        results = run(args.size, args.frames, args.device, args.warmup, rules=rules, autocast=args.autocast,
+                      compile_step=args.compile, drift_from=args.drift_from)
     print(format_table(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -312,4 +353,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from slam.entry import tool_main
+
+    sys.exit(tool_main(main))

@@ -12,19 +12,21 @@ at the working size standing in for the frontend's pointmap. Only the time spent
 from __future__ import annotations
 
 import argparse
-import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from mapping import build_sinks
-from mapping.config import MappingConfig, VizConfig
-from slam.datasets import DatasetConfig, open_dataset
-from slam.pointmaps import backproject_depth
-from slam.sinks import FrameEvent, RunInfo
-from slam.types import Frame, FrontendOutput, Keyframe
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mapping import build_sinks  # noqa: E402
+from mapping.config import MappingConfig, VizConfig  # noqa: E402
+from slam.datasets import DatasetConfig, open_dataset  # noqa: E402
+from slam.pointmaps import backproject_depth  # noqa: E402
+from slam.sinks import FrameEvent, RunInfo  # noqa: E402
+from slam.types import Frame, FrontendOutput, Keyframe  # noqa: E402
 
 
 def frontend_output(frame: Frame) -> FrontendOutput:
@@ -82,7 +84,7 @@ def run(data: Path, n_frames: int, viz: VizConfig, kf_every: int, out_dir: Path)
             "cpu_ms": sinks[-1].stats().get("mean_cpu_ms") if hasattr(sinks[-1], "stats") else None}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     repo = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=repo.parent / "shared" / "data" / "icl_livingroom1_micro")
@@ -91,8 +93,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.5, help="viz.image_scale")
     parser.add_argument("--budget", type=float, default=15.0, help="viz.budget_ms")
     parser.add_argument("--kf-every", type=int, default=10)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
         for name, viz in (("off", VizConfig(mode="off")),
@@ -113,4 +114,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from slam.entry import tool_main
+
+    sys.exit(tool_main(main))

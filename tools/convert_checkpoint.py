@@ -59,9 +59,17 @@ def convert(args: argparse.Namespace) -> Path:
         raise CheckpointError("output would overwrite the input", output)
     if output.exists() and not args.force:
         raise CheckpointError("output exists (use --force to overwrite)", output)
+    existing = next(p for p in output.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise CheckpointError(f"cannot write {output}: {existing} is a file, not a folder", existing)
     config = args.config
     if config is not None and Path(config).is_file():
-        config = Path(config).read_text()
+        try:
+            config = Path(config).read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise CheckpointError("--config file is not text (expected a model string)", config) from None
+    if not args.checkpoint.is_file():
+        raise CheckpointError("checkpoint file not found", args.checkpoint)
 
     checkpoint = read_pth(args.checkpoint, config)
     dtype = getattr(torch, _DTYPES[args.dtype])
@@ -77,17 +85,17 @@ def convert(args: argparse.Namespace) -> Path:
     return output
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from slam.errors import SlamError
-
-    try:
-        output = convert(args)
-    except SlamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def _convert_and_report(argv: list[str]) -> int:
+    output = convert(parse_args(argv))
     print(f"wrote {output}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Convert; user errors end in one ``error:`` line and exit code 2 (:func:`slam.entry.tool_main`)."""
+    from slam.entry import tool_main
+
+    return tool_main(_convert_and_report, argv)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backends import BackendConfig, SlamBackend, sim3  # noqa: E402
+from backends import BackendConfig, SlamBackend  # noqa: E402
+from slam import geometry  # noqa: E402
 from frontends import create  # noqa: E402
 from slam.datasets import open_dataset  # noqa: E402
 from slam.datasets.base import DatasetConfig  # noqa: E402
@@ -141,7 +142,7 @@ def keypoint_distance(matches: tuple[np.ndarray, np.ndarray], T_ab: np.ndarray) 
     """(median 3D distance in m, count) of matched keypoints within ``KEYPOINT_GATE`` once b's are moved
     into a's camera by ``T_ab`` (the pose of b's camera in a's camera frame)."""
     xa, xb = matches
-    d = np.linalg.norm(sim3.transform_points(T_ab, xb) - xa, axis=1)
+    d = np.linalg.norm(geometry.transform_points(T_ab, xb) - xa, axis=1)
     d = d[d < KEYPOINT_GATE]
     return (float(np.median(d)) if len(d) else float("nan")), len(d)
 
@@ -269,14 +270,14 @@ class _PairScorer:
         self.frames = frames
         n = len(frames)
         self.depth_pairs = [(a, b) for a in range(n) for b in range(a + 1, n)
-                            if depth_consistency(frames[a], frames[b], sim3.relative(poses[a], poses[b]))[1]
+                            if depth_consistency(frames[a], frames[b], geometry.relative_pose(poses[a], poses[b]))[1]
                             >= MIN_OVERLAP]
         feats = [keypoints_3d(f, sift) for f in frames]
         self.matches = {}
         for a in range(n):
             for b in range(a + 1, n):
                 m = keypoint_matches(feats[a], feats[b])
-                if keypoint_distance(m, sim3.relative(poses[a], poses[b]))[1] >= MIN_KEYPOINTS:
+                if keypoint_distance(m, geometry.relative_pose(poses[a], poses[b]))[1] >= MIN_KEYPOINTS:
                     self.matches[(a, b)] = m
 
     def steps(self, poses: list[np.ndarray]) -> list[tuple[int, int, float, float]]:
@@ -285,7 +286,7 @@ class _PairScorer:
         f = self.frames
         out = []
         for a in range(len(f) - 1):
-            T_ab = sim3.relative(poses[a], poses[a + 1])
+            T_ab = geometry.relative_pose(poses[a], poses[a + 1])
             out.append((f[a].index, f[a + 1].index, float(np.linalg.norm(T_ab[:3, 3])),
                         depth_consistency(f[a], f[a + 1], T_ab)[0]))
         return out
@@ -293,8 +294,8 @@ class _PairScorer:
     def score(self, poses: list[np.ndarray]) -> dict:
         """{'depth_consistency_mm', 'keypoint_distance_mm', 'depth_pairs', 'keypoint_pairs'} for ``poses``."""
         f = self.frames
-        depth = [depth_consistency(f[a], f[b], sim3.relative(poses[a], poses[b]))[0] for a, b in self.depth_pairs]
-        kp = [keypoint_distance(m, sim3.relative(poses[a], poses[b]))[0] for (a, b), m in self.matches.items()]
+        depth = [depth_consistency(f[a], f[b], geometry.relative_pose(poses[a], poses[b]))[0] for a, b in self.depth_pairs]
+        kp = [keypoint_distance(m, geometry.relative_pose(poses[a], poses[b]))[0] for (a, b), m in self.matches.items()]
         return {"depth_consistency_mm": 1000 * float(np.nanmean(depth)) if depth else float("nan"),
                 "keypoint_distance_mm": 1000 * float(np.nanmean(kp)) if kp else float("nan"),
                 "depth_pairs": len(self.depth_pairs), "keypoint_pairs": len(self.matches)}
@@ -348,4 +349,6 @@ def print_steps(rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from slam.entry import tool_main
+
+    sys.exit(tool_main(main))

@@ -204,7 +204,8 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], state_dict: Mapping[s
     """Compare names and shapes of a checkpoint's state dict with the network's; raise on any mismatch.
 
     Raises:
-        CheckpointError listing (a few names and the count of) unknown keys, missing keys and wrong shapes.
+        CheckpointError listing (a few names and the count of) unknown keys, missing keys and wrong shapes,
+        or naming the tensors that hold NaN / infinite values.
     """
     unknown = sorted(set(state_dict) - set(expected))
     missing = sorted(set(expected) - set(state_dict))
@@ -220,6 +221,11 @@ def check_state_dict(expected: Mapping[str, torch.Tensor], state_dict: Mapping[s
         problems.append(f"{len(wrong)} wrong shape(s): {_names(shown)}")
     if problems:
         raise CheckpointError("checkpoint does not match the network: " + "; ".join(problems), source)
+    non_finite = sorted(k for k, v in state_dict.items()
+                        if v.is_floating_point() and v.device.type != "meta" and not bool(torch.isfinite(v).all()))
+    if non_finite:
+        raise CheckpointError(f"{len(non_finite)} tensor(s) hold NaN or infinite values, e.g. {_names(non_finite)} "
+                              "(a corrupt or diverged checkpoint)", source)
 
 
 def _state_outside_checkpoint(net: torch.nn.Module) -> bool:

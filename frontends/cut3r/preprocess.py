@@ -10,10 +10,13 @@ Steps, for an ``H0 x W0`` uint8 RGB image and working size ``size``:
    height are floored to multiples of 16 around ``(W//2, H//2)``, and a square image is cropped to 4:3.
 3. ``x = (u8/255 - 0.5)/0.5`` in float32, shape ``[1, 3, h, w]``.
 
-``resample="torch"`` replaces Pillow by ``torch.nn.functional.interpolate(mode="bicubic",
-antialias=True)`` (for tensors already on a GPU, or without Pillow). It is *not* the official filter:
-bicubic with antialiasing differs from PIL's LANCZOS by a few grey levels at edges; the geometry
-(size, crop, intrinsics) is identical.
+``resample="torch"`` computes Pillow's filters with torch on the network's device
+(:func:`kernels.resample.resize_uint8`): the uint8 frame is uploaded once (from pinned memory on CUDA) and
+resized, cropped and normalised there. The result equals Pillow's bit for bit for landscape and square
+frames; for portrait frames Pillow may run its vertical pass first, and pixels then differ by the
+rounding of the intermediate image (at most 2 grey levels on the test images). ``resample="auto"`` (the
+frontend's default) uses ``torch`` on CUDA and ``pil`` on the CPU, where Pillow's banded filter is faster
+than dense matrix products.
 
 Deviation: the official 224 crop is ``2*min(W//2, H//2)`` which could in principle be off by a rounding
 pixel from 224 and then crash the network (sizes must be multiples of 16); here such a crop is floored to
@@ -27,10 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from kernels.resample import resize_uint8
 from slam.camera import ResizeCrop
 from slam.errors import ConfigError
 
 PATCH = 16
+RESAMPLE_METHODS = ("pil", "torch", "auto")
 
 
 @dataclass
@@ -38,14 +43,22 @@ class PreprocessedImage:
     """A frame prepared for the network.
 
     Attributes:
-        tensor: ``[1, 3, h, w]`` float32 in [-1, 1] (channel order RGB).
-        rgb: ``(h, w, 3)`` uint8 working-size image (what the tensor was computed from).
+        tensor: ``[1, 3, h, w]`` float32 in [-1, 1] (channel order RGB), on the requested device.
+        image: ``(h, w, 3)`` uint8 working-size image the tensor was computed from (numpy, or a tensor
+            on the device for ``resample='torch'``; read it through :attr:`rgb`).
         transform: resize + crop from the original image to the working size (maps intrinsics).
     """
 
     tensor: torch.Tensor
-    rgb: np.ndarray
+    image: np.ndarray | torch.Tensor
     transform: ResizeCrop
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """The working-size image as ``(h, w, 3)`` uint8 numpy (copied from the device on first use)."""
+        if isinstance(self.image, torch.Tensor):
+            self.image = self.image.cpu().numpy()
+        return self.image
 
     @property
     def size(self) -> tuple[int, int]:
@@ -88,10 +101,25 @@ def _resize_pil(rgb: np.ndarray, size_hw: tuple[int, int], shrinking: bool) -> n
     return np.array(image.resize((size_hw[1], size_hw[0]), resample))
 
 
-def _resize_torch(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
-    y = torch.nn.functional.interpolate(x, size=size_hw, mode="bicubic", antialias=True, align_corners=False)
-    return y.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+def upload_uint8(rgb: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 numpy -> ``[3, H, W]`` uint8 tensor on ``device`` (via pinned memory on CUDA, so the
+    copy is asynchronous)."""
+    host = torch.from_numpy(np.ascontiguousarray(rgb))
+    if torch.device(device).type == "cuda":
+        host = host.pin_memory()
+    return host.to(device, non_blocking=True).permute(2, 0, 1)
+
+
+def _preprocess_on_device(rgb: np.ndarray, geometry: ResizeCrop, device) -> PreprocessedImage:
+    image = upload_uint8(rgb, device)
+    if geometry.resized_size != geometry.src_size:
+        shrinking = max(geometry.src_size) > max(geometry.resized_size)
+        image = resize_uint8(image, geometry.resized_size, "lanczos" if shrinking else "bicubic")
+    top, left = geometry.crop_top, geometry.crop_left
+    h, w = geometry.out_size
+    image = image[:, top:top + h, left:left + w]
+    tensor = image.float().div(255).sub(0.5).div(0.5)[None].contiguous()
+    return PreprocessedImage(tensor=tensor, image=image.permute(1, 2, 0), transform=geometry)
 
 
 def normalize_uint8(rgb: np.ndarray) -> torch.Tensor:
@@ -101,27 +129,36 @@ def normalize_uint8(rgb: np.ndarray) -> torch.Tensor:
     return x.sub(0.5).div(0.5)[None].contiguous()
 
 
-def preprocess_frame(rgb: np.ndarray, size: int = 512, resample: str = "pil") -> PreprocessedImage:
+def preprocess_frame(rgb: np.ndarray, size: int = 512, resample: str = "pil",
+                     device: torch.device | str = "cpu") -> PreprocessedImage:
     """Resize, crop and normalise one ``(H0, W0, 3)`` uint8 RGB frame like the official ``load_images``.
 
     Args:
         rgb: the frame (uint8 RGB; a float image in [0, 1] or a grey ``(H0, W0)`` image is rejected).
         size: 224 (short side -> 224, square crop) or e.g. 512 (long side -> 512, crop to multiples of 16).
-        resample: ``'pil'`` (official filters) or ``'torch'`` (antialiased bicubic, see module docs).
+        resample: ``'pil'`` (Pillow on the CPU), ``'torch'`` (Pillow's filters on ``device``) or ``'auto'``
+            (``torch`` when ``device`` is CUDA, else ``pil``); see the module docs.
+        device: where the returned tensor lives (and where ``torch`` resampling runs).
     """
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         desc = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
         raise ValueError(f"expected an HxWx3 uint8 RGB image, got {desc}")
-    if resample not in ("pil", "torch"):
-        raise ConfigError(f"unknown resample method {resample!r} (use 'pil' or 'torch')")
+    if resample not in RESAMPLE_METHODS:
+        raise ConfigError(f"unknown resample method {resample!r} (use one of {', '.join(RESAMPLE_METHODS)})")
     geometry = working_geometry(rgb.shape[:2], size)
+    if resample == "auto":
+        resample = "torch" if torch.device(device).type == "cuda" else "pil"
+    if resample == "torch":
+        return _preprocess_on_device(rgb, geometry, device)
     if geometry.resized_size != geometry.src_size:
         shrinking = max(geometry.src_size) > max(geometry.resized_size)
-        resized = (_resize_pil(rgb, geometry.resized_size, shrinking) if resample == "pil"
-                   else _resize_torch(rgb, geometry.resized_size))
+        resized = _resize_pil(rgb, geometry.resized_size, shrinking)
     else:
         resized = rgb
     top, left = geometry.crop_top, geometry.crop_left
     h, w = geometry.out_size
     cropped = np.array(resized[top:top + h, left:left + w], order="C")
-    return PreprocessedImage(tensor=normalize_uint8(cropped), rgb=cropped, transform=geometry)
+    tensor = normalize_uint8(cropped)
+    if torch.device(device).type == "cuda":
+        tensor = tensor.pin_memory().to(device, non_blocking=True)
+    return PreprocessedImage(tensor=tensor, image=cropped, transform=geometry)

@@ -34,8 +34,11 @@ Note: the official TTSA3R demo, after a reset, queries the pose memory instead o
 pose token; this session uses the TTT3R protocol (learned pose token) for every rule, so that a reset
 always equals a fresh start.
 
-Memory: the state ``[1,S,D]``, pose memory ``[1,M,2D]``, their initial copies and the rule's history are
-the only tensors kept on the device between steps (fixed size); all outputs are copied to the CPU.
+Memory: the state ``[1,S,D]``, pose memory ``[1,M,2D]`` (fixed buffers, updated in place), their initial
+copies and the rule's history are the only tensors kept on the device between steps; all outputs are
+copied to the CPU at the end of the step (on CUDA: asynchronously into pinned memory, one synchronisation
+per step). The per-frame path has no other host synchronisation: no ``.item()``, no branching on tensor
+values.
 """
 
 from __future__ import annotations
@@ -56,12 +59,14 @@ class StreamSession:
             class runs everything under ``torch.inference_mode``).
         update: name of the state-update rule (``cut3r``, ``ttt3r``, ``ttsa3r``).
         reset_every: reset the state after every ``reset_every`` input frames (TTT3R protocol), or None.
-        autocast_dtype: e.g. ``torch.bfloat16`` to run encoder/decoders under autocast (CUDA); the heads
-            and the committed state stay float32.
+        autocast_dtype: e.g. ``torch.bfloat16`` to run encoder/decoders under autocast (CPU or CUDA); the
+            heads and the committed state stay float32.
+        compile_step: run the network's per-view step through ``torch.compile``
+            (:func:`kernels.compiled.compile_step`); the eager step is its reference.
     """
 
     def __init__(self, net, update: str = "cut3r", reset_every: int | None = None,
-                 autocast_dtype: torch.dtype | None = None):
+                 autocast_dtype: torch.dtype | None = None, compile_step: bool = False):
         if reset_every is not None and (not isinstance(reset_every, int) or reset_every < 1):
             raise ValueError(f"reset_every must be a positive integer or None, got {reset_every!r}")
         if net.pose_token.dtype != torch.float32:
@@ -72,6 +77,11 @@ class StreamSession:
         self.update = update
         self.reset_every = reset_every
         self.autocast_dtype = autocast_dtype
+        self._process_view = net.process_view
+        if compile_step:
+            from kernels.compiled import compile_step as compiled
+
+            self._process_view = compiled(net.process_view)
         with torch.inference_mode():
             init_state, self._state_pos = net.initial_state(1)
             self._init_state = init_state.float().clone()
@@ -94,7 +104,7 @@ class StreamSession:
         if img.ndim != 4 or img.shape[0] != 1 or img.shape[1] != 3:
             raise ValueError(f"StreamSession.step expects an image tensor [1,3,H,W], got {tuple(img.shape)}")
         with torch.inference_mode():
-            img = img.to(device=self.net.device, dtype=torch.float32)
+            img = img.to(device=self.net.device, dtype=torch.float32, non_blocking=True)
             frame = self.frame_count
             out = self._process(img, frame)
             self.frame_count += 1
@@ -102,6 +112,7 @@ class StreamSession:
                 self._reset_state()
                 self.segment += 1
                 out["overlap"] = self._process(img, frame)
+            out = _to_host(out)
         return _plain_tensors(out)
 
     @property
@@ -111,28 +122,50 @@ class StreamSession:
 
     # ------------------------------------------------------------------ internals
     def _reset_state(self) -> None:
-        self._state = self._init_state.clone()
-        self._mem = self._init_mem.clone()
+        self._state.copy_(self._init_state)
+        self._mem.copy_(self._init_mem)
         self._segment_views = 0
         self.rule.reset()
 
     def _process(self, img: torch.Tensor, frame: int) -> dict:
         first = self._segment_views == 0
-        view = self.net.process_view(img, self._state, self._state_pos, self._mem, first_of_segment=first,
-                                     stats=self.rule.stats, autocast_dtype=self.autocast_dtype)
+        view = self._process_view(img, self._state, self._state_pos, self._mem, first_of_segment=first,
+                                  stats=self.rule.stats, autocast_dtype=self.autocast_dtype)
         decoded = view.decoded
         inputs = UpdateInputs(prev_state=self._state, new_state=decoded.new_state.float(), feat=view.feat,
                               mean_logit=decoded.mean_logit, logit_mean=decoded.logit_mean, first_of_segment=first)
-        self._state, weight = self.rule(inputs)
-        self._mem = view.new_mem.float()  # the pose memory is always fully overwritten (official m = 1)
+        committed, weight = self.rule(inputs)
+        # state and pose memory live in fixed buffers (stable addresses, no per-frame allocation kept)
+        self._state.copy_(committed)
+        self._mem.copy_(view.new_mem)  # the pose memory is always fully overwritten (official m = 1)
         self._segment_views += 1
 
-        out = {k: view.outputs[k].detach().float().cpu() for k in OUTPUT_KEYS if k in view.outputs}
-        out["update_weight"] = weight.detach().float().cpu()
-        out["descriptor"] = F.normalize(view.feat.float().mean(dim=1), dim=-1).cpu()
+        out = {k: view.outputs[k].detach().float() for k in OUTPUT_KEYS if k in view.outputs}
+        out["update_weight"] = weight.detach().float()
+        out["descriptor"] = F.normalize(view.feat.float().mean(dim=1), dim=-1)
         out["segment"] = torch.tensor(self.segment)
         out["frame"] = torch.tensor(frame)
         return out
+
+
+def _to_host(out: dict) -> dict:
+    """Copy every tensor of ``out`` to the CPU. On CUDA the copies go into pinned memory asynchronously and
+    the stream is synchronised once, instead of one blocking transfer per output."""
+    flat = [v for v in out.values() if isinstance(v, torch.Tensor) and v.device.type == "cuda"]
+    if not flat:
+        return {k: _to_host(v) if isinstance(v, dict) else v for k, v in out.items()}
+
+    def copy(value):
+        if isinstance(value, dict):
+            return {k: copy(v) for k, v in value.items()}
+        if value.device.type != "cuda":
+            return value
+        host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+        return host.copy_(value, non_blocking=True)
+
+    copied = copy(out)
+    torch.cuda.current_stream(flat[0].device).synchronize()
+    return copied
 
 
 def _plain_tensors(out: dict) -> dict:

@@ -36,6 +36,7 @@ import numpy as np
 from frontends.base import Frontend, register_frontend
 from frontends.cut3r.focal import estimate_focal_weiszfeld, intrinsics_from_focal
 from slam.errors import ConfigError
+from slam.geometry import pose_from_tq, transform_points
 from slam.types import Frame, FrontendOutput, PairEstimate
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ class Cut3rFrontendConfig:
     Attributes:
         checkpoint: official ``.pth`` or converted ``.safetensors`` file (required).
         device: ``'cpu'`` or ``'cuda'`` (``'cuda:N'``).
-        autocast: ``'none'``, ``'bf16'`` or ``'fp16'`` mixed precision for encoder/decoders (CUDA only).
+        autocast: ``'none'``, ``'bf16'`` or ``'fp16'`` mixed precision for encoder and decoders; the heads
+            and the committed state stay float32. ``'bf16'`` runs on CPU too (torch CPU autocast), so the
+            mixed-precision path is exercised without a GPU; ``'fp16'`` needs CUDA.
         size: working size: 512 (long side) or 224 (short side, square crop); None = 512 for the DPT
             model, 224 for the linear model.
         reset_every: reset the recurrent state every N frames (TTT3R protocol), None = never.
@@ -60,7 +63,10 @@ class Cut3rFrontendConfig:
         conf_threshold: confidences below this are set to 0 (invalid); ``conf_self`` is >= 1, so values
             <= 1 keep every pixel (CUT3R's demo shows points above 1.5).
         descriptor: compute the global descriptor.
-        resample: ``'pil'`` (official resize filters) or ``'torch'``.
+        compile: run the network's per-view step through ``torch.compile`` (fused kernels; the first frames
+            of each image size are slow while it compiles). The eager step is the reference.
+        resample: ``'pil'`` (Pillow on the CPU, as the official code), ``'torch'`` (the same filters computed
+            on ``device``; see :mod:`frontends.cut3r.preprocess`) or ``'auto'`` (``torch`` on CUDA, else ``pil``).
     """
 
     checkpoint: str | None = None
@@ -71,7 +77,8 @@ class Cut3rFrontendConfig:
     calibrated: bool = False
     conf_threshold: float = 0.0
     descriptor: bool = True
-    resample: str = "pil"
+    resample: str = "auto"
+    compile: bool = False
 
     def validate(self) -> None:
         """Raise ValueError for an invalid combination (the config loader names the section)."""
@@ -79,36 +86,27 @@ class Cut3rFrontendConfig:
             raise ValueError(f"autocast must be one of {sorted(_AUTOCAST)}, got {self.autocast!r}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
-        if self.autocast != "none" and not self.device.startswith("cuda"):
-            raise ValueError(f"autocast={self.autocast!r} needs device 'cuda' (got {self.device!r})")
+        if self.autocast == "fp16" and not self.device.startswith("cuda"):
+            raise ValueError(f"autocast='fp16' needs device 'cuda' (got {self.device!r}); on CPU use 'bf16'")
         if self.size is not None and (self.size < 16 or (self.size != 224 and self.size % 16)):
             raise ValueError(f"size must be 224 or a multiple of 16 (e.g. 512), got {self.size}")
         if self.reset_every is not None and self.reset_every < 1:
             raise ValueError(f"reset_every must be >= 1 or null, got {self.reset_every}")
-        if self.resample not in ("pil", "torch"):
-            raise ValueError(f"resample must be 'pil' or 'torch', got {self.resample!r}")
+        if self.resample not in ("pil", "torch", "auto"):
+            raise ValueError(f"resample must be 'pil', 'torch' or 'auto', got {self.resample!r}")
 
 
 def camera_pose_to_matrix(camera_pose: torch.Tensor | np.ndarray) -> np.ndarray:
     """``[tx,ty,tz,qw,qx,qy,qz]`` (camera-to-world, scalar-first quaternion) -> 4x4 float64 ``T_wc``.
 
-    Uses the spec's formula with ``s = 2/|q|^2``, so the quaternion need not be unit length.
+    The quaternion need not be unit length: it is normalised (the network's pose head does not normalise it).
     """
     p = np.asarray(camera_pose, dtype=np.float64).reshape(7)
-    t, (w, x, y, z) = p[:3], p[3:]
-    s = 2.0 / (w * w + x * x + y * y + z * z)
-    T = np.eye(4)
-    T[:3, :3] = [
-        [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
-        [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
-        [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
-    ]
-    T[:3, 3] = t
-    return T
+    return pose_from_tq(p[:3], p[[4, 5, 6, 3]])
 
 
 def _transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return (points.astype(np.float64) @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
+    return transform_points(T, points.astype(np.float64)).astype(np.float32)
 
 
 class Cut3rFrontend(Frontend):
@@ -138,7 +136,8 @@ class Cut3rFrontend(Frontend):
         self.session = self._new_session(config.reset_every)
 
     def _new_session(self, reset_every: int | None = None):
-        return self.net.session(update=self.update_rule, reset_every=reset_every, autocast_dtype=self._autocast)
+        return self.net.session(update=self.update_rule, reset_every=reset_every, autocast_dtype=self._autocast,
+                                compile_step=self.config.compile)
 
     # ------------------------------------------------------------------ Frontend API
     def reset(self) -> None:
@@ -150,10 +149,8 @@ class Cut3rFrontend(Frontend):
         return int(self.session.segment)
 
     def step(self, frame: Frame) -> FrontendOutput:
-        from frontends.cut3r.preprocess import preprocess_frame
-
         start = time.perf_counter()
-        pre = preprocess_frame(frame.rgb, self.size, self.config.resample)
+        pre = self._preprocess(frame)
         out = self.session.step(pre.tensor)
         pose = camera_pose_to_matrix(out["camera_pose"][0])
         points = out["pts3d_in_self_view"][0].numpy().astype(np.float32, copy=False)
@@ -181,12 +178,9 @@ class Cut3rFrontend(Frontend):
         the median distance between ``points_b`` and ``b``'s cross-view prediction (moved to ``a``'s frame),
         relative to the median depth of ``points_a``: a cheap consistency check (small is good).
         """
-        from frontends.cut3r.preprocess import preprocess_frame
-
         start = time.perf_counter()
         session = self._new_session(None)
-        pre_a = preprocess_frame(a.rgb, self.size, self.config.resample)
-        pre_b = preprocess_frame(b.rgb, self.size, self.config.resample)
+        pre_a, pre_b = self._preprocess(a), self._preprocess(b)
         if pre_a.size != pre_b.size:
             raise ValueError(f"pair(): frames {a.index} and {b.index} have different working sizes "
                              f"{pre_a.size} and {pre_b.size}")
@@ -220,6 +214,11 @@ class Cut3rFrontend(Frontend):
             torch.cuda.empty_cache()
 
     # ------------------------------------------------------------------ helpers
+    def _preprocess(self, frame: Frame):
+        from frontends.cut3r.preprocess import preprocess_frame
+
+        return preprocess_frame(frame.rgb, self.size, self.config.resample, device=self.net.device)
+
     def _intrinsics(self, frame: Frame, transform, points: np.ndarray) -> tuple[np.ndarray, float]:
         if self.config.calibrated:
             if frame.K is None:

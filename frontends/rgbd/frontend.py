@@ -19,14 +19,14 @@ from frontends.rgbd.descriptor import global_descriptor
 from frontends.rgbd.odometry import OdometryEstimate, RgbdView, estimate_motion, make_view
 from frontends.rgbd.pairs import VERIFIED_CONSISTENCY, PairScore, estimate_pair, grey_image, score_pair
 from slam.errors import ConfigError, DatasetError
+from slam.geometry import rotation_angle
 from slam.pointmaps import depth_confidence
 from slam.types import Frame, FrontendOutput, PairEstimate
 
 
 def rotation_deg(T: np.ndarray) -> float:
     """Rotation angle (degrees) of a 4x4 rigid transform."""
-    c = (np.trace(T[:3, :3]) - 1.0) / 2.0
-    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+    return float(np.degrees(rotation_angle(T)))
 
 
 @register_frontend("rgbd", RgbdConfig)

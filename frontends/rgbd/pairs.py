@@ -25,7 +25,7 @@ import numpy as np
 from frontends.rgbd.config import RgbdConfig
 from frontends.rgbd.features import feature_pose, geometric_pose
 from frontends.rgbd.odometry import RgbdView, estimate_motion
-from slam.pointmaps import project_points
+from slam.geometry import project_points, transform_points
 
 #: an estimate is accepted without trying further guesses when this fraction of b's pixels that land on
 #: valid depth in a agree (and ``MIN_VERIFIED_AGREEMENT`` of all of b's valid pixels do)
@@ -99,7 +99,7 @@ def score_pair(a: RgbdView, b: RgbdView, T_ab: np.ndarray, grey_a: np.ndarray, g
     n = int(valid_b.sum())
     if n == 0 or not np.isfinite(T_ab).all():
         return PairScore()
-    pts = b.points()[valid_b].astype(np.float64) @ T_ab[:3, :3].T + T_ab[:3, 3]
+    pts = transform_points(T_ab, b.points()[valid_b].astype(np.float64))
     uv, z = project_points(pts, a.K)
     h, w = a.size
     with np.errstate(invalid="ignore"):

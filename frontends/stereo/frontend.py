@@ -3,7 +3,8 @@
 Per frame: dense depth by SGBM with a left-right check (:mod:`frontends.stereo.disparity`) at the working
 size, keypoints with stereo-triangulated 3-D points at full resolution (:mod:`frontends.stereo.tracking`),
 descriptor matches to the current *tracking keyframe* and PnP-RANSAC + LM refinement of the camera against
-the keyframe's 3-D points. Poses are metric ``T_wc`` in the frame of the first frame of the segment.
+the keyframe's 3-D points, started from the constant-velocity prediction (and once more without it, by
+EPnP, when that finds too few inliers). Poses are metric ``T_wc`` in the frame of the first frame of the segment.
 
 Tracking failure: fewer than ``min_inliers`` PnP inliers, or a solution farther than ``max_step_depth``
 times the keyframe's median point depth from the constant-velocity prediction. The frame then keeps the
@@ -34,6 +35,25 @@ from slam.types import Frame, FrontendOutput, PairEstimate
 
 #: stereo views of the most recent frames kept for :meth:`StereoFrontend.pair` (~1.5 MB each at 1241x376)
 VIEW_CACHE = 16
+
+
+#: length of the colour-histogram part at the end of :func:`frontends.rgbd.descriptor.global_descriptor`
+COLOUR_PART = 36
+
+
+def stereo_descriptor(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Global descriptor of an hxwx3 uint8 image (see :func:`frontends.rgbd.descriptor.global_descriptor`).
+
+    For a grey image (all channels equal, e.g. KITTI cameras 0/1) the colour histogram is the same for every
+    frame and would only add a constant to every similarity: that part is dropped (zeroed) and the rest
+    re-normalised, so that retrieval scores reflect layout and structure alone.
+    """
+    desc = global_descriptor(rgb, size)
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+        desc = desc.copy()
+        desc[-COLOUR_PART:] = 0.0
+        desc /= max(float(np.linalg.norm(desc)), 1e-12)
+    return desc
 
 
 def rotation_deg(T: np.ndarray) -> float:
@@ -127,8 +147,12 @@ class StereoFrontend(Frontend):
         else:
             T_key_last = inverse_pose(self._T_w_key) @ self._T_w_last
             guess = T_key_last @ self._velocity
-            est = pnp(self._key.features, view.features, match(self._key.features, view.features, self.cfg.ratio),
-                      view.K, self.cfg, guess_T_ab=guess)
+            pairs = match(self._key.features, view.features, self.cfg.ratio)
+            est = pnp(self._key.features, view.features, pairs, view.K, self.cfg, guess_T_ab=guess)
+            if est is None or est.n_inliers < self.cfg.min_inliers:  # retry without the motion prior (EPnP)
+                retry = pnp(self._key.features, view.features, pairs, view.K, self.cfg)
+                if retry is not None and (est is None or retry.n_inliers > est.n_inliers):
+                    est = retry
             scene = self._key.median_depth if np.isfinite(self._key.median_depth) else 1.0
             if est is None:
                 failed, reason = True, "no PnP solution"
@@ -172,11 +196,11 @@ class StereoFrontend(Frontend):
         stats.update(tracking_failed=failed, new_keyframe=new_key, keyframe_index=self._key_index,
                      stereo_points=int(view.features.has_point.sum()),
                      valid_depth_fraction=round(view.dense.valid_fraction, 4),
-                     depth_ms=round(1000 * (t_view - t0), 2),
+                     view_ms=round(1000 * (t_view - t0), 2),  # dense depth + stereo features
                      time_ms=round(1000 * (time.perf_counter() - t0), 2))
         return FrontendOutput(pose=pose, points=view.dense.points(), confidence=conf, K=view.dense.K,
                               segment=self._segment, colors=view.dense.rgb,
-                              descriptor=global_descriptor(view.dense.rgb, self.cfg.descriptor_size),
+                              descriptor=stereo_descriptor(view.dense.rgb, self.cfg.descriptor_size),
                               metric=True, pose_confidence=pose_conf, stats=stats)
 
     # ------------------------------------------------------------------ pairs

@@ -18,6 +18,7 @@ import torch
 from mapping.gaussians.arch import TttLrmArch, read_config
 from mapping.gaussians.network import TttLrm
 from slam.errors import CheckpointError
+from slam.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +147,8 @@ def convert_to_safetensors(src: str | Path, dst: str | Path,
     arch = resolve_arch(src, config, metadata)
     chosen, _ = select_network_keys(state, build_model(arch), source=str(src))
     meta = {CONFIG_METADATA_KEY: json.dumps(arch_to_config(arch))}
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in chosen.items()}, str(tmp), metadata=meta)
-    tmp.replace(dst)
+    with atomic_path(dst) as tmp:
+        save_file({k: v.contiguous() for k, v in chosen.items()}, str(tmp), metadata=meta)
     return dst
 
 

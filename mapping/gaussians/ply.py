@@ -9,10 +9,10 @@ uchar; float keeps the exact original 3DGS layout, which splatting viewers read 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+from slam.atomic import write_bytes_atomic
 
 
 def _fields(n_sh: int) -> list[str]:
@@ -35,12 +35,7 @@ def write_gaussian_ply(path: str | Path, means: np.ndarray, sh: np.ndarray, opac
     assert data.shape[1] == len(names)
     header = "\n".join(["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
                        + [f"property float {name}" for name in names] + ["end_header"]) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    with open(tmp, "wb") as f:
-        f.write(header.encode("ascii"))
-        f.write(np.ascontiguousarray(data, dtype="<f4").tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, header.encode("ascii") + np.ascontiguousarray(data, dtype="<f4").tobytes())
     return path
 
 

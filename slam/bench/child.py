@@ -13,10 +13,10 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import resource
 import signal
 import sys
+from slam.atomic import write_text_atomic
 
 #: Substrings of error messages that mean the process ran out of memory (CPU allocators, CUDA, loaders).
 OOM_PATTERNS = ("out of memory", "cannot allocate memory", "can't allocate memory", "insufficient memory",
@@ -80,10 +80,7 @@ def run_child(result_path: str, cli_args: list[str], max_memory_mb: float | None
 
         traceback.print_exc()
     payload = {"exit_code": code, "status": status, "error": error, "peak_gpu_mb": _peak_gpu_mb()}
-    tmp = f"{result_path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(payload, fh)
-    os.replace(tmp, result_path)
+    write_text_atomic(result_path, json.dumps(payload))
     return code
 
 

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from slam.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,9 @@ def _figure(size=(6.0, 5.0)):
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
 
 
 def aligned_run(run_dir: str | Path, correct_scale: bool):

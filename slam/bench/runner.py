@@ -119,6 +119,7 @@ def execute_run(spec: RunSpec, stop: threading.Event | None = None) -> dict | No
             except subprocess.TimeoutExpired:
                 _signal_group(proc.pid, signal.SIGKILL)
             raise
+        proc.returncode = os.waitstatus_to_exitcode(status_code)  # reaped by os.wait4, tell Popen
     wall = time.perf_counter() - t0
     if stopped:
         return None

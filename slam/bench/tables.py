@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slam.trajectory import write_text_atomic
+from slam.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     from slam.bench.runner import RunSpec

@@ -7,6 +7,7 @@ and the frame indices agree with what is streamed.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from slam.config_loader import bounded
+from slam.errors import DatasetError
 from slam.registry import Registry
 from slam.types import Frame
 
@@ -40,16 +43,25 @@ class DatasetConfig:
 
     kind: str = "auto"
     path: str = ""
-    stride: int = 1
-    first: int = 0
-    last: int | None = None
-    max_frames: int | None = None
+    stride: int = bounded(1, ge=1)
+    first: int = bounded(0, ge=0)
+    last: int | None = bounded(None, ge=0)
+    max_frames: int | None = bounded(None, ge=1)
     intrinsics: list[float] | None = None
-    depth_scale: float | None = None
-    max_time_diff: float = 0.02
+    depth_scale: float | None = bounded(None, gt=0, lt=math.inf)
+    max_time_diff: float = bounded(0.02, gt=0)
     camera: str | None = None
     sequence: str | None = None
     stereo: bool | None = None
+
+    def validate(self) -> None:
+        """Cross-field checks (single-field ranges are declared with :func:`bounded`)."""
+        if self.last is not None and self.last < self.first:
+            raise ValueError(f"last ({self.last}) must be >= first ({self.first})")
+        if self.intrinsics is not None:
+            k = self.intrinsics
+            if len(k) != 4 or not all(math.isfinite(v) for v in k) or k[0] <= 0 or k[1] <= 0:
+                raise ValueError(f"intrinsics must be [fx, fy, cx, cy] with fx, fy > 0, got {k!r}")
 
 
 class Dataset(ABC):
@@ -131,6 +143,9 @@ def register_dataset(name: str):
 
 def frame_selection(n_total: int, cfg: DatasetConfig) -> list[int]:
     """Indices (into the full sequence of ``n_total`` frames) selected by first/last/stride/max_frames."""
+    if n_total > 0 and cfg.first >= n_total:
+        raise DatasetError(f"dataset.first={cfg.first} is beyond the end of the sequence ({n_total} frames, "
+                           f"indices 0..{n_total - 1})", cfg.path or None)
     last = n_total - 1 if cfg.last is None else min(cfg.last, n_total - 1)
     selected = list(range(max(cfg.first, 0), last + 1, max(cfg.stride, 1)))
     if cfg.max_frames is not None:

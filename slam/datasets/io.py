@@ -57,7 +57,7 @@ def read_calibration_txt(path: str | Path) -> np.ndarray:
     """K from a ``calibration.txt`` holding ``fx fy cx cy`` on its first data line (ETH3D convention)."""
     path = Path(path)
     try:
-        lines = [ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        lines = [ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"cannot read calibration file ({err})", path) from None
     data = [ln for ln in lines if ln]

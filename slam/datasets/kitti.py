@@ -50,7 +50,7 @@ KITTI_FPS = 10.0
 def read_kitti_calib(path: Path) -> dict[str, np.ndarray]:
     """The 3x4 matrices of a KITTI ``calib.txt`` (``P0``..``P3``, ``Tr``), keyed by name."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"cannot read calibration ({err})", path) from None
     matrices = {}

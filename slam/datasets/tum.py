@@ -45,9 +45,12 @@ TUM_DEPTH_SCALE = 5000.0
 
 
 def read_file_list(path: Path) -> tuple[np.ndarray, list[str]]:
-    """Time stamps (N,) and relative paths of a TUM ``rgb.txt``/``depth.txt``."""
+    """Time stamps (N,) and relative paths of a TUM ``rgb.txt``/``depth.txt``, sorted by time stamp.
+
+    Lines out of time order are sorted (with a warning); a UTF-8 byte-order mark is accepted.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"cannot read file list ({err})", path) from None
     stamps, names = [], []
@@ -62,9 +65,16 @@ def read_file_list(path: Path) -> tuple[np.ndarray, list[str]]:
             stamp = float(fields[0])
         except ValueError:
             raise DatasetError(f"line {number}: time stamp {fields[0]!r} is not a number", path) from None
+        if not np.isfinite(stamp):
+            raise DatasetError(f"line {number}: time stamp {fields[0]!r} is not finite", path)
         stamps.append(stamp)
         names.append(fields[1])
-    return np.array(stamps, dtype=np.float64), names
+    stamps_arr = np.array(stamps, dtype=np.float64)
+    if len(stamps_arr) > 1 and (np.diff(stamps_arr) < 0).any():
+        order = np.argsort(stamps_arr, kind="stable")
+        log.warning("%s: lines are not in time order; frames are sorted by time stamp", path)
+        stamps_arr, names = stamps_arr[order], [names[i] for i in order]
+    return stamps_arr, names
 
 
 def associate(stamps_a: np.ndarray, stamps_b: np.ndarray, max_diff: float) -> list[tuple[int, int]]:

@@ -20,7 +20,8 @@ import numpy as np
 
 from slam.errors import DatasetError
 from slam.geometry import inverse_pose, pose_to_tq
-from slam.trajectory import read_tum, write_text_atomic
+from slam.atomic import write_text_atomic
+from slam.trajectory import read_tum
 
 #: Largest time-stamp difference (s) between a keyframe and a dataset frame (TUM files keep 6 decimals).
 STAMP_TOLERANCE_S = 1e-4

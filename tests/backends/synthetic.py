@@ -153,11 +153,11 @@ def _rays(K: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def ate(est: np.ndarray, gt: np.ndarray, with_scale: bool = False) -> float:
     """ATE RMSE of (N, 4, 4) poses after the best SE(3) (or Sim(3)) alignment of positions."""
-    from backends.alignment import umeyama
+    from evo.core.geometry import umeyama_alignment
 
     p, q = est[:, :3, 3], gt[:, :3, 3]
-    T = umeyama(p, q, with_scale=with_scale)
-    d = p @ T[:3, :3].T + T[:3, 3] - q
+    R, t, s = umeyama_alignment(p.T, q.T, with_scale)
+    d = s * p @ R.T + t - q
     return float(np.sqrt(np.mean(np.sum(d**2, axis=1))))
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from backends import BackendConfig, SlamBackend, sim3
-from backends.alignment import ransac_umeyama, robust_icp, umeyama
+from backends import BackendConfig, SlamBackend
+from slam import geometry
 from backends.config import GlobalAlignmentConfig, GraphConfig, KeyframeConfig
 from backends.global_alignment import align_keyframes
 from backends.keyframer import Keyframer
@@ -92,23 +92,6 @@ def test_keyframe_thresholds():
     assert not kfr2.decide(_output(_moved(rot_deg=2.0))).is_keyframe
 
 
-# ---------------------------------------------------------------------------------------------- alignment
-def test_umeyama_ransac_and_icp_recover_sim3():
-    rng = np.random.default_rng(1)
-    src = rng.uniform(-1, 1, (300, 3))
-    T = sim3.make_sim3(Rotation.from_rotvec([0.1, -0.2, 0.3]).as_matrix(), [0.5, -0.1, 0.2], 1.3)
-    dst = sim3.transform_points(T, src)
-    assert np.allclose(umeyama(src, dst), T, atol=1e-9)
-    noisy = dst.copy()
-    noisy[:60] += rng.uniform(-2, 2, (60, 3))  # 20 % outliers
-    T_r, inl = ransac_umeyama(src, noisy, threshold=0.01)
-    assert np.allclose(T_r, T, atol=1e-6) and inl[60:].all() and inl[:60].sum() < 5
-    init = sim3.make_sim3(Rotation.from_rotvec([0.12, -0.18, 0.33]).as_matrix(), [0.45, -0.05, 0.25], 1.25)
-    res = robust_icp(src, dst, init, inlier_distance=0.02, with_scale=True, iterations=100)
-    assert res.inlier_ratio > 0.95
-    assert np.abs(sim3.transform_points(res.T, src) - dst).max() < 1e-3
-
-
 # ---------------------------------------------------------------------------------------------- pose graph
 def _circle_graph(n: int, use_sim3: bool, drift_deg: float):
     gt = loop_trajectory(n)
@@ -116,7 +99,7 @@ def _circle_graph(n: int, use_sim3: bool, drift_deg: float):
     err = Rotation.from_euler("y", drift_deg, degrees=True).as_matrix()
     graph.add_node(0, gt[0])
     for i in range(1, n):
-        meas = sim3.relative(gt[i - 1], gt[i])
+        meas = geometry.relative_pose(gt[i - 1], gt[i])
         meas[:3, :3] = err @ meas[:3, :3]
         graph.add_node(i, graph.poses()[i - 1] @ meas)
         graph.add_edge(Edge(i - 1, i, meas, graph.sigmas(0.5, 0.02, 0.01)))
@@ -128,7 +111,7 @@ def _circle_graph(n: int, use_sim3: bool, drift_deg: float):
 def test_pose_graph_loop_recovers_drift(use_sim3):
     gt, graph = _circle_graph(40, use_sim3, drift_deg=0.5)
     before = ate(np.stack(list(graph.poses().values())), gt)
-    graph.add_edge(Edge(0, 39, sim3.relative(gt[0], gt[39]), graph.sigmas(0.5, 0.02, 0.01), kind="loop",
+    graph.add_edge(Edge(0, 39, geometry.relative_pose(gt[0], gt[39]), graph.sigmas(0.5, 0.02, 0.01), kind="loop",
                         robust=True))
     graph.update(extra_iterations=3)
     graph.optimize_batch("consistency")
@@ -139,7 +122,7 @@ def test_pose_graph_loop_recovers_drift(use_sim3):
 
 def test_pose_graph_consistency_drops_false_loop():
     gt, graph = _circle_graph(40, False, drift_deg=0.1)
-    graph.add_edge(Edge(0, 39, sim3.relative(gt[0], gt[39]), graph.sigmas(1, 0.02, 0.02), kind="loop", robust=True))
+    graph.add_edge(Edge(0, 39, geometry.relative_pose(gt[0], gt[39]), graph.sigmas(1, 0.02, 0.02), kind="loop", robust=True))
     graph.add_edge(Edge(5, 25, np.eye(4), graph.sigmas(1, 0.02, 0.02), kind="loop", robust=True))  # wrong
     graph.update(extra_iterations=3)
     rejected = graph.optimize_batch("consistency", max_residual=5.0)
@@ -158,24 +141,24 @@ def test_odometry_preset_chains_frontend_poses(loop_scene):
 
 
 def test_sim3_blend_goes_the_given_fraction_of_the_way():
-    A = sim3.make_sim3(Rotation.from_euler("z", 10, degrees=True).as_matrix(), [1.0, 0.0, 0.0], 2.0)
-    D = sim3.make_sim3(Rotation.from_euler("x", 40, degrees=True).as_matrix(), [0.0, 0.4, 0.0], 4.0)
+    A = geometry.make_sim3(Rotation.from_euler("z", 10, degrees=True).as_matrix(), [1.0, 0.0, 0.0], 2.0)
+    D = geometry.make_sim3(Rotation.from_euler("x", 40, degrees=True).as_matrix(), [0.0, 0.4, 0.0], 4.0)
     B = A @ D
-    out = sim3.blend(np.stack([A, B, A]), np.stack([B, B, B]), np.array([0.0, 1.0, 0.25]))
+    out = geometry.blend(np.stack([A, B, A]), np.stack([B, B, B]), np.array([0.0, 1.0, 0.25]))
     np.testing.assert_allclose(out[0], A, atol=1e-12)
     np.testing.assert_allclose(out[1], B, atol=1e-12)
-    quarter = sim3.relative(A, out[2])
-    assert sim3.scale_of(quarter) == pytest.approx(4.0**0.25)
-    assert np.degrees(sim3.rotation_angle(sim3.rotation_of(quarter))) == pytest.approx(10.0)
+    quarter = geometry.relative_pose(A, out[2])
+    assert float(geometry.similarity_scale(quarter)) == pytest.approx(4.0**0.25)
+    assert np.degrees(geometry.rotation_angle(geometry.rotation_of(quarter))) == pytest.approx(10.0)
     np.testing.assert_allclose(quarter[:3, 3], [0.0, 0.1, 0.0], atol=1e-12)
 
 
 def test_batched_sim3_helpers_match_the_single_ones():
     rng = np.random.default_rng(1)
-    T = np.stack([sim3.make_sim3(Rotation.random(random_state=i).as_matrix(), rng.normal(size=3), s)
+    T = np.stack([geometry.make_sim3(Rotation.random(random_state=i).as_matrix(), rng.normal(size=3), s)
                   for i, s in enumerate([0.5, 1.0, 2.5])])
-    np.testing.assert_allclose(sim3.inverse(T), np.linalg.inv(T), atol=1e-12)
-    np.testing.assert_allclose(sim3.rigid(T), np.stack([sim3.rigid(x) for x in T]), atol=1e-12)
+    np.testing.assert_allclose(geometry.inverse_pose(T), np.linalg.inv(T), atol=1e-12)
+    np.testing.assert_allclose(geometry.rigid(T), np.stack([geometry.rigid(x) for x in T]), atol=1e-12)
 
 
 def test_alignment_step_uses_the_sim3_group_exponential():
@@ -184,7 +167,7 @@ def test_alignment_step_uses_the_sim3_group_exponential():
     omega, v, log_s = np.array([0.02, -0.01, 0.03]), np.array([0.1, 0.2, -0.3]), 0.05
     T = _exp_many(np.array([[0.0] * 7, [*omega, 0, 0, 0, log_s], [*omega, *v, log_s]]))
     np.testing.assert_allclose(T[0], np.eye(4), atol=1e-15)
-    expected = sim3.make_sim3(Rotation.from_rotvec(omega).as_matrix(), [0, 0, 0], np.exp(log_s))
+    expected = geometry.make_sim3(Rotation.from_rotvec(omega).as_matrix(), [0, 0, 0], np.exp(log_s))
     np.testing.assert_allclose(T[1], expected, atol=1e-12)
     # with translation, Exp couples it with rotation and scale (t = V v), and its log gives v back
     assert not np.allclose(T[2][:3, 3], v) and np.linalg.norm(T[2][:3, 3] - v) < 0.05
@@ -204,7 +187,7 @@ def test_frames_blend_the_corrections_of_both_keyframes(loop_scene):
     # an optimisation that moves keyframe 2 (only) by 10 cm along x
     version, published = be.engine.published
     shifted = dict(published)
-    shifted[2] = sim3.make_sim3(np.eye(3), [0.1, 0.0, 0.0]) @ published[2]
+    shifted[2] = geometry.make_sim3(np.eye(3), [0.1, 0.0, 0.0]) @ published[2]
     be.engine.published = (version + 1, shifted)
     moved = be.frame_poses()[:, :3, 3] - before[:, :3, 3]
     frac = (np.arange(a, b) - a) / (b - a)
@@ -309,12 +292,12 @@ def test_keyframe_snapshots_scale_points_once(loop_scene):
                      metric=False)
     first, again = be.keyframes(), be.keyframes()
     raw = be._keyframes
-    scales = [sim3.scale_of(be._keyframe_pose(kf.id)) for kf in raw]
+    scales = [float(geometry.similarity_scale(be._keyframe_pose(kf.id))) for kf in raw]
     assert any(abs(s - 1.0) > 1e-6 for s in scales)
     for kf, snap, snap2, s in zip(raw, first, again, scales):
         np.testing.assert_allclose(snap.points, kf.points * s, rtol=1e-6)
         assert snap2.points is snap.points  # reused, not recomputed
-        np.testing.assert_allclose(snap.pose, sim3.rigid(be._keyframe_pose(kf.id)), atol=1e-12)
+        np.testing.assert_allclose(snap.pose, geometry.rigid(be._keyframe_pose(kf.id)), atol=1e-12)
 
 
 def test_outputs_and_metrics(loop_scene, tmp_path):
@@ -342,13 +325,13 @@ def test_global_alignment_reduces_perturbation():
     rng = np.random.default_rng(0)
     pert = {0: gt[0]}
     for i in range(1, len(gt)):
-        dT = sim3.make_sim3(Rotation.from_rotvec(rng.normal(0, 0.003, 3)).as_matrix(), rng.normal(0, 0.01, 3))
+        dT = geometry.make_sim3(Rotation.from_rotvec(rng.normal(0, 0.003, 3)).as_matrix(), rng.normal(0, 0.01, 3))
         pert[i] = dT @ gt[i]
     # the edges carry the perturbed relative poses: only the pointmaps can undo the perturbation
-    edges = [Edge(i, i + 1, sim3.relative(pert[i], pert[i + 1]), np.ones(6)) for i in range(len(gt) - 1)]
+    edges = [Edge(i, i + 1, geometry.relative_pose(pert[i], pert[i + 1]), np.ones(6)) for i in range(len(gt) - 1)]
 
     def rpe(P):
-        d = [sim3.relative(P[i], P[i + 1])[:3, 3] - sim3.relative(gt[i], gt[i + 1])[:3, 3] for i in range(len(gt) - 1)]
+        d = [geometry.relative_pose(P[i], P[i + 1])[:3, 3] - geometry.relative_pose(gt[i], gt[i + 1])[:3, 3] for i in range(len(gt) - 1)]
         return float(np.sqrt(np.mean(np.sum(np.square(d), axis=1))))
 
     res = align_keyframes(kfs, pert, edges, GlobalAlignmentConfig(prior_weight=0.05), 0.0, use_sim3=False)
@@ -357,4 +340,7 @@ def test_global_alignment_reduces_perturbation():
     assert all(e.info.get("aligned") for e in res.edges)
     # the original measurements stay available (the safeguard checks odometry against them)
     assert all(np.allclose(e.info["measured"], old.T_ab) for e, old in zip(res.edges, edges))
-    assert res.improved and res.stats["heldout_error_after"] < res.stats["heldout_error_before"]
+    # short-range held-out pairs improve; ``improved`` also needs the far covisible pairs (where this open
+    # loop meets its start), which the alignment of a chain without a loop edge need not improve
+    assert res.stats["heldout_error_after"] < res.stats["heldout_error_before"]
+    assert res.improved == (res.stats["far_error_after"] < res.stats["far_error_before"])

@@ -32,12 +32,12 @@ def frame_pair():
 def test_keypoint_distance_sees_a_slide(tool, frame_pair):
     import cv2
 
-    from backends import sim3
+    from slam import geometry
 
     a, b = frame_pair
     sift = cv2.SIFT_create(4000)
     matches = tool.keypoint_matches(tool.keypoints_3d(a, sift), tool.keypoints_3d(b, sift))
-    T_ab = sim3.relative(a.gt_pose, b.gt_pose)
+    T_ab = geometry.relative_pose(a.gt_pose, b.gt_pose)
     good, n_good = tool.keypoint_distance(matches, T_ab)
     assert n_good >= tool.MIN_KEYPOINTS
     assert good < 0.005  # metres: the reference is good to a few mm between nearby frames

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from backends import BackendConfig, sim3
+from backends import BackendConfig
+from slam import geometry
 from backends import global_alignment as ga_module
 from backends.config import KeyframeConfig, LoopClosureConfig
 from backends.engine import BackendEngine, KeyframeJob
@@ -32,7 +33,7 @@ def room_keyframes():
 
 
 def _perturb(T: np.ndarray, rot_deg: float, trans: tuple[float, float, float]) -> np.ndarray:
-    dT = sim3.make_sim3(Rotation.from_euler("y", rot_deg, degrees=True).as_matrix(), trans)
+    dT = geometry.make_sim3(Rotation.from_euler("y", rot_deg, degrees=True).as_matrix(), trans)
     return dT @ T
 
 
@@ -55,9 +56,9 @@ def test_subpixel_association_is_exact_on_a_plane():
     view = prepare_view(kf, 5000, 0.0)
     # the same plane seen from a camera moved sideways by a fraction of a grid cell: every point lands
     # between grid samples, and the interpolated surface point must lie on the plane (zero residual)
-    T = sim3.make_sim3(np.eye(3), [0.013, -0.007, 0.0])
+    T = geometry.make_sim3(np.eye(3), [0.013, -0.007, 0.0])
     src = prepare_view(kf, 5000, 0.0)
-    src.grid = sim3.transform_points(sim3.inverse(T), view.grid)  # the plane in the moved camera's frame
+    src.grid = geometry.transform_points(geometry.inverse_pose(T), view.grid)  # the plane in the moved camera's frame
     c = associate(src, view, T, np.eye(4), max_distance=0.05)
     assert len(c) > 0.8 * c.n_samples
     r = np.einsum("mi,mi->m", c.normal, c.y_dst - c.y_src)
@@ -75,7 +76,7 @@ def test_observability_flags_a_plane(room_keyframes):
     from backends.loop_closure import _REFINE
 
     _, plane_stats = align_pair(plane, plane, np.eye(4), _REFINE[1], 0.0, False)
-    _, room_stats = align_pair(kfs[0], kfs[1], sim3.relative(kfs[0].pose, kfs[1].pose), _REFINE[1], 0.0, False)
+    _, room_stats = align_pair(kfs[0], kfs[1], geometry.relative_pose(kfs[0].pose, kfs[1].pose), _REFINE[1], 0.0, False)
     # a single plane leaves 3 directions free; the room's corners and boxes pin them
     assert plane_stats["observability"] < 1e-6 < room_stats["observability"]
     assert observability(np.zeros((7, 7)), 2.0, 6) == 0.0
@@ -86,21 +87,21 @@ def test_geometric_check_accepts_true_and_rejects_wrong_hypotheses(room_keyframe
     poses, _, kfs = room_keyframes
     cfg = LoopClosureConfig()
     a, b = kfs[10], kfs[12]  # a corner with a box: every direction constrained
-    T_true = sim3.relative(a.pose, b.pose)
+    T_true = geometry.relative_pose(a.pose, b.pose)
     ok = check_geometry(a, b, _perturb(T_true, 1.0, (0.02, 0.0, -0.02)), cfg, 0.0, use_sim3=False)
     assert ok.accepted and ok.inlier_ratio > 0.9
-    err = sim3.relative(T_true, ok.T_ab)
-    assert np.linalg.norm(err[:3, 3]) < 0.01 and np.degrees(sim3.rotation_angle(sim3.rotation_of(err))) < 0.3
+    err = geometry.relative_pose(T_true, ok.T_ab)
+    assert np.linalg.norm(err[:3, 3]) < 0.01 and np.degrees(geometry.rotation_angle(geometry.rotation_of(err))) < 0.3
     # a hypothesis far off (0.8 m, 25 deg) or keyframes that do not overlap are rejected
     assert not check_geometry(a, b, _perturb(T_true, 25.0, (0.8, 0.0, 0.3)), cfg, 0.0, use_sim3=False).accepted
-    far = check_geometry(kfs[0], kfs[15], sim3.relative(kfs[0].pose, kfs[15].pose), cfg, 0.0, use_sim3=False)
+    far = check_geometry(kfs[0], kfs[15], geometry.relative_pose(kfs[0].pose, kfs[15].pose), cfg, 0.0, use_sim3=False)
     assert not far.accepted
 
 
 def test_graph_prior_first_then_pair_estimate(room_keyframes):
     poses, frames, kfs = room_keyframes
     a, b = kfs[10], kfs[12]
-    T_true = sim3.relative(a.pose, b.pose)
+    T_true = geometry.relative_pose(a.pose, b.pose)
     drifted = _perturb(T_true, 0.5, (0.01, 0.0, 0.01))
 
     def closer(**kw) -> tuple[LoopCloser, FakeFrontend]:
@@ -140,7 +141,7 @@ class _DenseFrontend(FakeFrontend):
 def test_dense_refinement_of_the_frontend_decides_the_loop_measurement(room_keyframes):
     _, _, kfs = room_keyframes
     a, b = kfs[10], kfs[12]
-    T_true = sim3.relative(a.pose, b.pose)
+    T_true = geometry.relative_pose(a.pose, b.pose)
     start = _perturb(T_true, 1.0, (0.02, 0.0, -0.02))
     # the frontend's answer (a 4 mm, 0.2 deg nudge of the truth: within reach, and distinguishable from
     # what point alignment finds on its own) becomes the measurement
@@ -153,7 +154,7 @@ def test_dense_refinement_of_the_frontend_decides_the_loop_measurement(room_keyf
     fe = _DenseFrontend(_perturb(T_true, 20.0, (0.8, 0.0, 0.0)))
     res = check_geometry(a, b, start, LoopClosureConfig(), 0.0, use_sim3=False, frontend=fe)
     assert res.accepted and res.info["dense"] == "rejected (moved too far)"
-    assert np.linalg.norm(sim3.relative(T_true, res.T_ab)[:3, 3]) < 0.01
+    assert np.linalg.norm(geometry.relative_pose(T_true, res.T_ab)[:3, 3]) < 0.01
     # no answer, switched off, or keyframes that are not metric: the point-refined hypothesis stays
     fe = _DenseFrontend(None)
     assert check_geometry(a, b, start, LoopClosureConfig(), 0.0, False, frontend=fe).info["dense"] == "none"
@@ -173,7 +174,7 @@ def _engine_with_odometry(kfs: list[Keyframe]) -> BackendEngine:
     cfg.keyframe.stride = 2
     eng = BackendEngine(cfg, FakeFrontend(), use_sim3=False)
     for i, kf in enumerate(kfs):
-        odo = None if i == 0 else sim3.relative(kfs[i - 1].pose, kf.pose)
+        odo = None if i == 0 else geometry.relative_pose(kfs[i - 1].pose, kf.pose)
         eng.handle(KeyframeJob(kf, None if i == 0 else i - 1, odo))
     return eng
 
@@ -204,7 +205,7 @@ def test_alignment_safeguard_accepts_an_improvement(room_keyframes):
     # odometry with a per-step error: alignment of the (exact) pointmaps must undo it and be accepted
     bent = []
     for i, kf in enumerate(kfs[:12]):
-        pose = kf.pose if i == 0 else bent[-1].pose @ _perturb(sim3.relative(kfs[i - 1].pose, kf.pose), 0.3,
+        pose = kf.pose if i == 0 else bent[-1].pose @ _perturb(geometry.relative_pose(kfs[i - 1].pose, kf.pose), 0.3,
                                                                 (0.01, 0.0, 0.0))
         bent.append(dataclasses.replace(kf, pose=pose))
     eng = _engine_with_odometry(bent)
@@ -213,3 +214,39 @@ def test_alignment_safeguard_accepts_an_improvement(room_keyframes):
     assert stats["accepted"] and eng.counters["alignment_rejected"] == 0
     assert stats["heldout_error_after"] < stats["heldout_error_before"]
     assert stats["worst_odometry_residual"] < eng.cfg.global_alignment.max_odometry_residual
+
+
+@pytest.mark.slow
+def test_alignment_safeguard_rejects_harm_only_visible_where_the_loop_closes(room_keyframes, monkeypatch):
+    """An alignment that fixes per-step odometry errors (short-range held-out pairs improve) but then bends
+    the trajectory slowly, so that it no longer meets itself where the loop closes: the far covisible pairs
+    and the loop measurement catch it."""
+    from backends.pose_graph import Edge
+
+    _, _, kfs = room_keyframes
+    bent = []
+    for i, kf in enumerate(kfs):
+        pose = kf.pose if i == 0 else bent[-1].pose @ _perturb(geometry.relative_pose(kfs[i - 1].pose, kf.pose), 0.3,
+                                                                (0.01, 0.0, 0.0))
+        bent.append(dataclasses.replace(kf, pose=pose))
+    eng = _engine_with_odometry(bent)
+    last = len(kfs) - 1
+    eng.add_loop_edge(Edge(0, last, geometry.relative_pose(kfs[0].pose, kfs[last].pose), eng._loop_sigmas(0, 1.0),
+                           kind="loop", robust=True))
+    eng.graph.update()
+    real_optimise = ga_module._optimise
+
+    def bend(views, P, ids, *args, **kwargs):  # right alignment, then a slow yaw drift along the second half
+        out = real_optimise(views, P, ids, *args, **kwargs)
+        for k in ids[len(ids) // 2:]:
+            P[k] = _perturb(P[k], 0.15 * (k - len(ids) // 2), (0.0, 0.0, 0.0))
+        return out
+
+    monkeypatch.setattr(ga_module, "_optimise", bend)
+    eng.cfg.global_alignment.max_odometry_residual = 1e3  # only the held-out pairs and the loop may object
+    eng.run_global_alignment()
+    stats = eng.last_alignment
+    assert stats["heldout_error_after"] < stats["heldout_error_before"]  # the short-range check is fooled
+    assert stats["far_pairs"] > 0 and stats["far_error_after"] > stats["far_error_before"]
+    assert stats["loop_residual_after"] > stats["loop_residual_before"]
+    assert not stats["accepted"] and eng.counters["alignment_rejected"] == 1

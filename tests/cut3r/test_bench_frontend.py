@@ -37,3 +37,25 @@ def test_bad_arguments(bench, capsys):
     assert "--warmup" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main(["--size", "huge"])
+
+
+def test_rule_subset_bf16_and_memory_series(bench, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    tiny_dpt, hw = bench.model_config("tiny")
+    monkeypatch.setattr(bench, "model_config", lambda size: (replace(tiny_dpt, head_type="linear"), hw))
+    out = tmp_path / "bench.json"
+    assert bench.main(["--frames", "5", "--rules", "ttsa3r", "--autocast", "bf16", "--drift-from", "2",
+                       "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert list(data) == ["ttsa3r"]
+    figures = data["ttsa3r"]
+    assert figures["autocast"] == "bf16" and figures["compile"] is False
+    assert len(figures["mem_series_mb"]) == 4 and figures["mem_drift_pct"] >= 0
+    assert figures["frames_per_second"] > 0
+    assert figures["omp_wait_policy"]  # recorded (PASSIVE unless the environment chose one)
+
+
+def test_unknown_rule_is_a_clean_error(bench, capsys):
+    assert bench.main(["--frames", "2", "--rules", "ttsa3r,foo"]) == 2
+    assert "unknown rule" in capsys.readouterr().err

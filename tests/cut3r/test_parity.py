@@ -1,7 +1,8 @@
 """Numerical parity of the streaming session with the official CUT3R / TTT3R / TTSA3R code.
 
-Golden outputs: ``shared/fixtures/cut3r/*.npz`` (official code on tiny random models, CPU float32; see
-the README there). Every run file is replayed through :class:`StreamSession` with the run's update rule
+Golden outputs: the official code on tiny random models, CPU float32: the full set in
+``$TTSA_SHARED/fixtures/cut3r`` when present, else the compact subset shipped in ``tests/cut3r/data`` (every
+rule, both heads, the periodic reset; see ``compact_fixtures.py``). Every run file is replayed through :class:`StreamSession` with the run's update rule
 (and ``reset_every=3`` for the ``*_reset3_*`` runs, whose overlap views come back as ``out["overlap"]``).
 
 Tolerances (fixtures README, "faithful port"): per element ``|ours - ref| <= 5e-3 + 1e-3 |ref|``, per array
@@ -17,6 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import FIXTURES
+from tests.cut3r.compact_fixtures import DATA as SHIPPED
+from tests.cut3r.compact_fixtures import RUNS as SHIPPED_RUNS
 from tests.cut3r.fixture_models import fixture_model, load_npz
 from tests.cut3r.threads import single_torch_thread  # noqa: F401 - fixture
 
@@ -30,6 +34,8 @@ RUNS = [
     "linear_cut3r_land_64x48", "linear_cut3r_port_48x64",
     "linear_ttt3r_land_64x48", "linear_ttsa3r_port_48x64",
 ]
+PARITY_DIR = FIXTURES if FIXTURES.is_dir() else SHIPPED
+PARITY_RUNS = RUNS if FIXTURES.is_dir() else list(SHIPPED_RUNS)
 RUN_PATTERN = re.compile(r"^(dpt|linear)_(cut3r|ttt3r|ttsa3r)(_reset(\d+))?_(land|port)_(\d+x\d+)$")
 OUTPUTS = ("pts3d_in_self_view", "conf_self", "pts3d_in_other_view", "conf", "camera_pose", "rgb")
 ATOL, RTOL, MEDIAN_TOL, BETA_TOL, STATE_TOL = 5e-3, 1e-3, 2e-4, 5e-4, 5e-3
@@ -63,9 +69,16 @@ def diff_stats(ours: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
     return float(d.max()), float(np.median(d)), float((d / (ATOL + RTOL * np.abs(ref))).max())
 
 
-@pytest.mark.parametrize("run", RUNS)
-def test_parity_with_official(run, fixtures_dir):
-    views, states, ref = replay(run, fixtures_dir)
+def test_shipped_subset_is_part_of_the_full_set():
+    assert set(SHIPPED_RUNS) <= set(RUNS)
+    assert {RUN_PATTERN.match(r).group(2) for r in SHIPPED_RUNS} == {"cut3r", "ttt3r", "ttsa3r"}
+    assert {RUN_PATTERN.match(r).group(1) for r in SHIPPED_RUNS} == {"dpt", "linear"}
+    assert any(RUN_PATTERN.match(r).group(4) for r in SHIPPED_RUNS), "no reset run shipped"
+
+
+@pytest.mark.parametrize("run", PARITY_RUNS)
+def test_parity_with_official(run):
+    views, states, ref = replay(run, PARITY_DIR)
 
     # the processed views line up with the official ones (incl. overlap views after resets)
     n_views = ref["beta"].shape[0]
@@ -95,8 +108,8 @@ def test_parity_with_official(run, fixtures_dir):
     print(f"\n[parity] {run}: max/median " + " ".join(report))
 
 
-def test_outputs_are_cpu_float32(fixtures_dir):
-    views, _, _ = replay("linear_ttt3r_land_64x48", fixtures_dir)
+def test_outputs_are_cpu_float32():
+    views, _, _ = replay("linear_ttt3r_land_64x48", PARITY_DIR)
     for out in views:
         for key in OUTPUTS + ("update_weight", "descriptor"):
             assert out[key].device.type == "cpu" and out[key].dtype == torch.float32, key

@@ -12,9 +12,10 @@ import torch
 
 import frontends.cut3r.model.blocks as blocks_module
 from frontends.cut3r.update_rules import UPDATE_RULES, UpdateInputs, create_update_rule
-from kernels.attention import StatsRequest, attention_with_stats, explicit_attention, stats_from_logits
+from kernels.attention import StatsRequest, attention_with_stats
 from slam.errors import RegistryError
 from tests.cut3r.tiny_models import random_frames, tiny_net
+from tests.kernels.reference import explicit_attention, stats_from_logits
 from tests.cut3r.threads import single_torch_thread  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")

@@ -100,9 +100,31 @@ def _cut3r_case(name: str) -> Callable[[Path], Case]:
     return build
 
 
+def _case_stream3r(folder: Path) -> Case:
+    from frontends.stream3r.slam_frontend import Stream3rFrontendConfig
+    from tests.stream3r.fixture_model import write_public_tiny_model
+
+    model = folder / "stream3r_tiny"
+    if not model.is_dir():
+        write_public_tiny_model(model)
+    # 48x64 frames at width 56 are resized to 42x56 (a multiple of 14), without a crop
+    config = Stream3rFrontendConfig(checkpoint=str(model), width=56, window=2, calibrated=True)
+    return Case(create("stream3r", config), needs_depth=False, metric=False)
+
+
+def _case_perturbed(folder: Path) -> Case:
+    from frontends.perturbed import PerturbedConfig
+
+    cfg = PerturbedConfig(inner="rgbd", inner_options={"downsample": 1}, rotation_noise_deg=0.1,
+                          translation_noise=0.001)
+    return Case(create("perturbed", cfg), needs_depth=True, metric=False)
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
     "rgbd": _case_rgbd,
+    "perturbed": _case_perturbed,
     "stereo": _case_stereo,
+    "stream3r": _case_stream3r,
     "cut3r": _cut3r_case("cut3r"),
     "ttt3r": _cut3r_case("ttt3r"),
     "ttsa3r": _cut3r_case("ttsa3r"),

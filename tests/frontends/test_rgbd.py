@@ -12,7 +12,8 @@ from slam.camera import scale_intrinsics
 from slam.datasets import open_dataset
 from slam.datasets.base import DatasetConfig
 from slam.errors import ConfigError, DatasetError
-from slam.pointmaps import backproject_depth, depth_confidence, downsample_depth, project_points
+from slam.geometry import project_points
+from slam.pointmaps import backproject_depth, depth_confidence, downsample_depth
 from slam.synthetic import DemoRenderer, camera_path
 from slam.types import Frame
 

@@ -134,5 +134,21 @@ def test_cli_run_writes_kitti_outputs(stereo_seq, tmp_path):
     assert kitti.shape == (N_FRAMES, 12)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["ate_rmse_se3"] < 0.02 and metrics["rpe_10m_t_err_pct"] is None  # path < 10 m
-    header = (out / "map.ply").read_bytes()[:400]
-    assert b"red" in header  # coloured map from the colour pair
+    import open3d as o3d
+
+    colours = np.asarray(o3d.io.read_point_cloud(str(out / "map.ply")).colors)
+    assert len(colours) > 1000
+    assert np.abs(colours[:, 0] - colours[:, 1]).mean() > 0.01  # coloured (not grey) from the colour pair
+
+
+def test_grey_descriptor_ignores_the_constant_colour_part(frames):
+    from frontends.rgbd.descriptor import global_descriptor
+    from frontends.stereo.frontend import stereo_descriptor
+
+    grey = [np.repeat(f.rgb.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2) for f in (frames[0], frames[-1])]
+    a, b = (stereo_descriptor(g, (16, 12)) for g in grey)
+    assert np.linalg.norm(a) == pytest.approx(1.0, abs=1e-5) and not a[-36:].any()
+    raw = [global_descriptor(g, (16, 12)) for g in grey]
+    assert float(a @ b) < float(raw[0] @ raw[1])  # the shared constant no longer inflates the similarity
+    colour = frames[0].rgb
+    assert np.array_equal(stereo_descriptor(colour, (16, 12)), global_descriptor(colour, (16, 12)))

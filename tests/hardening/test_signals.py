@@ -94,3 +94,40 @@ def test_trajectory_is_flushed_by_time(tmp_path, monkeypatch):
     monkeypatch.setattr(Pipeline, "_write_trajectories", spy)
     pipe.run()
     assert seen[:4] == [2, 3, 4, 5] or seen[:5] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+def test_repeated_signals_still_leave_every_frame(tmp_path):
+    """Ctrl-C pressed again and again while the run finishes: each press skips a step, the frames stay."""
+    seq = write_tum_sequence(tmp_path / "seq", n=N_FRAMES)
+    out, marker = tmp_path / "out", tmp_path / "paused"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slam.cli", "run", "--data", str(seq), "--out", str(out), "--quiet"],
+        cwd=REPO, env=env(TTSA_SLAM_PAUSE_AT="finalize", TTSA_SLAM_PAUSE_FILE=str(marker)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    for _ in range(5):
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert len(read_tum(out / "trajectory.tum")) == N_FRAMES
+
+
+def test_ignored_signals_stay_ignored():
+    """``nohup`` ignores SIGHUP: the run must not turn it into an interrupt."""
+    from slam.interrupts import SignalState, interrupt_signals
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with interrupt_signals(SignalState()):
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.rope2d import ROPE_BASE, inverse_frequencies, rope2d, rope2d_direct, rope2d_fp16_roundtrip
+from kernels.rope2d import ROPE_BASE, inverse_frequencies, rope2d, rope2d_fp16_roundtrip
+from tests.kernels.reference import rope2d_direct
 
 
 def _tokens(heads=3, n=7, dim=16, seed=0, scale=1.0):

@@ -6,7 +6,7 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from mapping.rrd_reader import read_rrd, transform_matrix
+from tests.mapping.rrd_reader import read_rrd, transform_matrix
 
 pytestmark = pytest.mark.slow
 

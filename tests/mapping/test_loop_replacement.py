@@ -14,7 +14,7 @@ from backends import BackendConfig, SlamBackend
 from mapping.config import MappingConfig, VizConfig
 from mapping.map_sink import MapSink
 from mapping.rerun_sink import RerunSink
-from mapping.rrd_reader import read_rrd, transform_matrix
+from tests.mapping.rrd_reader import read_rrd, transform_matrix
 from slam.geometry import inverse_pose
 from slam.sinks import FrameEvent, RunInfo
 from tests.backends.synthetic import FakeFrontend, loop_trajectory, make_frames

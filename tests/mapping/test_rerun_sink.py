@@ -14,7 +14,7 @@ import pytest
 from mapping.config import MappingConfig, VizConfig
 from mapping.map_sink import MapSink
 from mapping.rerun_sink import RerunSink
-from mapping.rrd_reader import read_rrd, transform_matrix
+from tests.mapping.rrd_reader import read_rrd, transform_matrix
 from slam.sinks import FrameEvent, RunInfo
 from slam.types import LoopEdge
 from tests.mapping.synthetic import frame_and_output, keyframe, pose, trajectory

@@ -207,8 +207,9 @@ class Cut3rNet(nn.Module):
         return ViewResult(feat=feat, pos=pos, pose_in=pose_in, decoded=decoded, new_mem=new_mem, outputs=outputs)
 
     def session(self, update: str = "cut3r", reset_every: int | None = None,
-                autocast_dtype: torch.dtype | None = None):
+                autocast_dtype: torch.dtype | None = None, compile_step: bool = False):
         """A :class:`~frontends.cut3r.session.StreamSession` on this net (see there)."""
         from frontends.cut3r.session import StreamSession
 
-        return StreamSession(self, update=update, reset_every=reset_every, autocast_dtype=autocast_dtype)
+        return StreamSession(self, update=update, reset_every=reset_every, autocast_dtype=autocast_dtype,
+                             compile_step=compile_step)
