@@ -12,6 +12,12 @@ Poses returned to callers are rigid camera-to-world ``T_wc`` 4x4. Internally key
 
 With loop closure and global alignment disabled (``preset: odometry``) this is plain odometry: the frontend's
 poses chained through keyframes (frontend segments are still linked by pair estimates).
+
+Determinism: with ``cfg.sync`` every job runs inline in submission order, and Open3D (whose CPU reductions and
+RANSAC run on oneTBB threads, in an order that varies from run to run) is limited to one thread from the
+backend's creation until :meth:`close`, so that runs give bit-identical trajectories. Without ``sync`` the
+worker's timing decides when loops are checked and the graph updated; see ``docs/real_data.md`` for how much
+that varies the results.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class SlamBackend:
         cfg.validate()
         self.cfg = cfg
         self.frontend = frontend
+        self._open3d_threads = _limit_open3d_threads(1) if cfg.sync else None
         self.metric = metric
         self.use_sim3: bool | None = None
         self.keyframer = Keyframer(cfg.keyframe)
@@ -69,6 +76,7 @@ class SlamBackend:
         self._scaled_points: dict[int, tuple[float, np.ndarray]] = {}  # kf id -> (scale, points * scale)
         self._seen_version = 0
         self._process_ms: list[float] = []
+        self._tracking: dict[str, list[int]] = {"failed": [], "recovered": []}  # frame indices, from out.stats
         self._finalized = False
 
     def _start(self, metric: bool) -> None:
@@ -84,6 +92,9 @@ class SlamBackend:
         if self.engine is None:
             self._start(out.metric)
         t0 = time.perf_counter()
+        for key in self._tracking:
+            if out.stats.get(f"odometry_{key}"):
+                self._tracking[key].append(int(frame.index))
         decision = self.keyframer.decide(out)
         self._pose_confidence = min(self._pose_confidence, float(out.pose_confidence))
         keyframe = None
@@ -238,6 +249,11 @@ class SlamBackend:
             "loops_rejected": sum(1 for r in recs if not r["accepted"]),
             "worker_blocked_s": round(self.worker.blocked_s, 4),
             "process_ms_mean": _mean(self._process_ms),
+            # frontend tracking failures (frames that kept a motion prediction) and recovered steps
+            "tracking_failures": len(self._tracking["failed"]),
+            "tracking_recoveries": len(self._tracking["recovered"]),
+            "tracking_failed_frames": self._tracking["failed"][:100],
+            "tracking_recovered_frames": self._tracking["recovered"][:100],
             **eng.counters,
         }
         for name, values in eng.timings.items():
@@ -263,9 +279,25 @@ class SlamBackend:
         write_text_atomic(out_dir / "loops.json", json.dumps(doc, indent=1))
 
     def close(self) -> None:
-        """Stop the worker thread."""
+        """Stop the worker thread (and give Open3D back its thread count in sync mode)."""
         if self.worker is not None:
             self.worker.close()
+        if self._open3d_threads is not None:
+            _limit_open3d_threads(self._open3d_threads)
+            self._open3d_threads = None
+
+
+def _limit_open3d_threads(n: int) -> int | None:
+    """Set Open3D's CPU thread limit (0 = its automatic default); returns the previous limit, None when
+    this Open3D has no such setting."""
+    import open3d as o3d
+
+    setter = getattr(o3d.utility, "set_max_threads", None)
+    if setter is None:
+        return None
+    previous = int(o3d.utility.get_max_threads())
+    setter(n)
+    return previous
 
 
 def _mean(values: list[float]) -> float:

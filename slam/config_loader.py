@@ -114,6 +114,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 #: YAML 1.1 reads these as booleans; on the command line they are kept as words (``viz=off``).
 _YAML11_WORDS = {"on", "off", "yes", "no", "y", "n"}
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _TRUE_WORDS = {"true", "on", "yes", "y", "1"}
 _FALSE_WORDS = {"false", "off", "no", "n", "0"}
 
@@ -319,6 +320,8 @@ def convert(tp: Any, value: Any, origins: Origins, dotted: str) -> Any:
             return float(value)
         if isinstance(value, str) and value.strip().lower() in {"inf", "+inf", "-inf", ".inf", "-.inf"}:
             return math.inf if "-" not in value else -math.inf
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-9 (no dot) as a string
         raise _error(origins, dotted, f"'{dotted}' must be a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -24,16 +24,25 @@ _METHOD = {
 }
 
 
+#: ``hybrid+icp``: largest change the ICP refinement may make to the hybrid estimate (fraction of the
+#: median scene depth; degrees)
+MAX_REFINE_MOTION = 0.02
+MAX_REFINE_DEG = 2.0
+#: depth limit (m) handed to Open3D when ``depth_max`` is None (no sensor of this kind sees this far)
+NO_DEPTH_LIMIT = 1000.0
+
+
 @dataclass
 class RgbdView:
     """One RGB-D frame at the working size.
 
     Attributes:
         rgb: hxwx3 uint8 RGB.
-        depth: hxw float32 metres, 0 = invalid or beyond ``depth_max``.
+        depth: hxw float32 metres, 0 = invalid or beyond ``depth_max`` (when set).
         K: 3x3 intrinsics for (h, w).
         image: the same data as an Open3D tensor ``RGBDImage`` (colour uint8, depth float32 metres).
         valid_fraction: fraction of pixels with valid depth.
+        median_depth: median valid depth (m; 1.0 without valid depth).
     """
 
     rgb: np.ndarray
@@ -41,6 +50,7 @@ class RgbdView:
     K: np.ndarray
     image: o3d.t.geometry.RGBDImage
     valid_fraction: float
+    median_depth: float = 1.0
 
     @property
     def size(self) -> tuple[int, int]:
@@ -58,10 +68,13 @@ def make_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, cfg: RgbdConfig
     K_work = scale_intrinsics(K, (h * f, w * f), (h, w))
     small_rgb = np.ascontiguousarray(downsample_image(rgb, f), dtype=np.uint8)
     small_depth = downsample_depth(depth, f, max_spread=cfg.depth_outlier / 2)
-    small_depth[small_depth > cfg.depth_max] = 0.0
+    if cfg.depth_max is not None:
+        small_depth[small_depth > cfg.depth_max] = 0.0
     image = o3d.t.geometry.RGBDImage(o3d.t.geometry.Image(o3d.core.Tensor(small_rgb)),
                                      o3d.t.geometry.Image(o3d.core.Tensor(small_depth)))
-    return RgbdView(small_rgb, small_depth, K_work, image, float((small_depth > 0).mean()))
+    z = small_depth[small_depth > 0]
+    return RgbdView(small_rgb, small_depth, K_work, image, len(z) / small_depth.size,
+                    float(np.median(z)) if len(z) else 1.0)
 
 
 @dataclass
@@ -91,7 +104,8 @@ def _solve(source: RgbdView, target: RgbdView, init: np.ndarray, method: str, it
     try:
         res = o3d.t.pipelines.odometry.rgbd_odometry_multi_scale(
             source.image, target.image, o3d.core.Tensor(source.K), o3d.core.Tensor(np.asarray(init, np.float64)),
-            1.0, float(cfg.depth_max), _criteria(iterations), _METHOD[method], params)
+            1.0, NO_DEPTH_LIMIT if cfg.depth_max is None else float(cfg.depth_max), _criteria(iterations),
+            _METHOD[method], params)
     except RuntimeError:  # Open3D raises when no correspondence is left
         return OdometryEstimate(np.asarray(init, np.float64), 0.0, float("inf"), False)
     T = res.transformation.numpy().astype(np.float64)
@@ -105,8 +119,13 @@ def estimate_motion(source: RgbdView, target: RgbdView, init_T_target_source: np
                     iterations: list[int] | None = None) -> OdometryEstimate:
     """Dense RGB-D odometry: the pose of ``source``'s camera in ``target``'s camera frame.
 
-    ``cfg.method`` picks the residual; ``hybrid+icp`` runs the hybrid solve and then refines it with
-    projective point-to-plane ICP on the finest level only. ``iterations`` overrides ``cfg.iterations``.
+    ``cfg.method`` picks the residual; ``hybrid+icp`` runs the hybrid solve (photometric + depth terms: a
+    wide basin, and it holds where the geometry alone is degenerate, e.g. a textured plane) and then refines
+    it with projective point-to-plane ICP on the finest level (precise where depth has structure, and blind
+    to colour that is not pixel-aligned with depth). The refinement is kept only when it moves the estimate
+    by less than :data:`MAX_REFINE_MOTION` of the source's median depth and :data:`MAX_REFINE_DEG`: a larger
+    move means ICP slid along a direction the geometry does not pin. ``iterations`` overrides
+    ``cfg.iterations``.
     """
     iterations = list(iterations or cfg.iterations)
     if cfg.method == "hybrid+icp":
@@ -114,5 +133,10 @@ def estimate_motion(source: RgbdView, target: RgbdView, init_T_target_source: np
         if not first.ok:
             return first
         refined = _solve(source, target, first.T_target_source, "icp", [iterations[-1]], cfg)
-        return refined if refined.ok else first
+        if not refined.ok:
+            return first
+        change = np.linalg.inv(first.T_target_source) @ refined.T_target_source
+        angle = np.degrees(np.arccos(np.clip((np.trace(change[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+        small = np.linalg.norm(change[:3, 3]) <= MAX_REFINE_MOTION * source.median_depth and angle <= MAX_REFINE_DEG
+        return refined if small else first
     return _solve(source, target, init_T_target_source, cfg.method, iterations, cfg)

@@ -82,7 +82,7 @@ def test_frontend_options_follow_the_run_config_layers(tool):
     cfg = tool.run_config(str(ICL), ["frontend.rgbd.method=icp", "graph.max_residual=7"])
     assert cfg.frontend.options().method == "icp"
     assert cfg.backend.graph.max_residual == 7.0
-    assert tool.run_config(str(ICL), []).frontend.options().method == "hybrid"  # configs/frontends/rgbd.yaml
+    assert tool.run_config(str(ICL), []).frontend.options().method == "auto"  # the RgbdConfig default
 
 
 def test_quantize_depth_rounds_to_the_step_and_keeps_holes(tool):

@@ -344,3 +344,11 @@ def test_image_size_change_mid_sequence_is_refused(capsys, tmp_path, seq):
     code, err = run_cli(capsys, "run", "--data", seq, "--out", out, "--quiet", "backend.sync=true")
     assert code == 2 and rgb.name in error_line(err) and "80x60" in error_line(err)
     assert len(read_tum(out / "trajectory.tum")) == 3  # the frames before it are kept
+
+
+def test_scientific_notation_is_a_number(seq):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; float keys accept it, as a user would expect."""
+    from slam.config import load_run_config
+
+    cfg = load_run_config(None, data=seq, overrides=["dataset.max_time_diff=1e-3", "mapping.voxel_size=2E-2"])
+    assert cfg.dataset.max_time_diff == 1e-3 and cfg.mapping.voxel_size == 0.02
