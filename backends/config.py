@@ -188,9 +188,8 @@ class GlobalAlignmentConfig:
         skip_edges: also align keyframe i with i+2..i+1+skip_edges (covisibility), not only graph edges.
         prior_weight: weight of each graph edge's relative pose in the pose-graph solution (as virtual point
             pairs) relative to the edge's real point pairs; holds directions that the geometry leaves free
-            and keeps depth noise from pulling keyframes off the pose graph. 1 (equal weight) was the best
-            of 0.1/0.3/1/3 on exact-truth renders with and without sensor depth noise (see
-            ``tools/eval_backend_icl.py --depth-noise``).
+            and keeps depth noise from pulling keyframes off the pose graph (1 = equal weight; measurements
+            in ``docs/tuning.md``).
         safeguard: accept the result only when it lowers the point-to-plane error of held-out keyframe
             pairs (not used by the alignment: short-range ones and far covisible ones, where loops close),
             fits the loop and segment-link measurements no worse than the pose graph, and keeps every

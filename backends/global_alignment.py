@@ -6,7 +6,7 @@ edges. For each edge and each direction, the source keyframe's sampled points ar
 destination's surface by sub-pixel projective association (:mod:`backends.projective`). Residuals are
 point-to-plane distances, whitened by ``huber * depth`` and weighted by both sides' normalised confidences
 and a Huber kernel. Each outer iteration re-associates and takes one damped Gauss-Newton step on all poses
-jointly (left-multiplicative update ``P <- Exp(delta) P`` with pypose's Sim(3) exponential,
+jointly (left-multiplicative update ``P <- Exp(delta) P`` with GTSAM's Sim(3) exponential,
 ``delta = (omega, v, log s)``; the first keyframe is fixed; SE(3) mode keeps every scale at 1). A graph edge
 whose keyframes share too few correspondences contributes "virtual" point pairs built from its relative pose
 in the input solution instead, so the problem stays connected; every graph edge also contributes them with
@@ -14,9 +14,8 @@ weight ``prior_weight``, which holds the directions that geometry leaves free (s
 pose-graph solution.
 
 The normal equations are assembled per pose pair (7x7 blocks) and solved with a sparse factorisation
-(scipy), so one step costs time linear in the number of edges. ``pypose.optim.LM`` is not used for the
-step: without its optional sparse backend (``bae``, not on PyPI) it forms the dense Jacobian, residuals x
-7N parameters, e.g. ~1.2 M point residuals x 1400 parameters (~13 GB in float64) for 200 keyframes.
+(scipy), so one step costs time linear in the number of edges (a dense Jacobian, residuals x 7N parameters,
+would take e.g. ~13 GB in float64 for 200 keyframes).
 
 Safeguard, a measure of trajectory accuracy that the alignment does not optimise directly: (1) covisible
 keyframe pairs that the alignment does *not* use, short-range ``(i, i+2+skip_edges)``, ``(i, i+3+skip_edges)``
@@ -39,14 +38,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import gtsam
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from slam import geometry
 from backends.config import GlobalAlignmentConfig
 from backends.pose_graph import Edge
 from backends.projective import PointView, associate, consistency_error, prepare_view
+from backends.sim3 import from_gtsam
+from slam import geometry
 from slam.types import Keyframe
 
 MIN_CORRESPONDENCES = 30
@@ -104,12 +105,13 @@ def _jacobian(y: np.ndarray) -> np.ndarray:
 
 
 def _exp_many(delta: np.ndarray) -> np.ndarray:
-    """(N, 4, 4) Sim(3) group exponentials (pypose) of (N, 7) tangent steps ``(omega, v, log s)``."""
-    import pypose as pp
-    import torch
+    """(N, 4, 4) Sim(3) group exponentials of (N, 7) tangent steps ``(omega, v, log s)`` as ``[[s R, t], [0, 1]]``.
 
-    tangent = np.concatenate([delta[:, 3:6], delta[:, :3], delta[:, 6:7]], axis=1)  # pypose: (v, omega, s)
-    return pp.sim3(torch.from_numpy(np.ascontiguousarray(tangent))).Exp().matrix().numpy()
+    GTSAM's ``Similarity3.Expmap`` takes the same tangent order; its matrix ``[[R, t'], [0, 1/s]]`` is
+    converted by :func:`backends.sim3.from_gtsam`.
+    """
+    return np.stack([from_gtsam(gtsam.Similarity3.Expmap(np.asarray(d, dtype=np.float64))) for d in delta]) \
+        if len(delta) else np.zeros((0, 4, 4))
 
 
 def alignment_pairs(ids: list[int], edges: list[Edge], skip_edges: int) -> list[tuple[int, int]]:

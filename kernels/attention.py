@@ -2,7 +2,7 @@
 
 The attention output always comes from :func:`torch.nn.functional.scaled_dot_product_attention` (the
 fused path); the statistics are computed from the same (already RoPE-rotated) q and k **without
-materialising the [heads, Nq, Nk] attention maps** (``shared/spec/cut3r_family.md`` §7):
+materialising the [heads, Nq, Nk] attention maps**:
 
 * ``mean_logit[b, s]`` = mean over heads h and keys j of the pre-softmax logits
   ``A[h, s, j] = scale * q_h[s] . k_h[j]``. Linear in k, so it equals

@@ -3,7 +3,7 @@
 This is the torch reference implementation used on every device; a fused GPU kernel may be added later
 next to it (``kernels/`` is the place), and must be tested against this function.
 
-Semantics (``shared/spec/cut3r_family.md`` §3.3/§3.4), for one head vector ``t`` of size ``Dh``
+Semantics, for one head vector ``t`` of size ``Dh``
 (``Dh % 4 == 0``) at patch-grid position ``(py, px)`` (int64, may be negative, e.g. the camera-pose
 token at ``(-1, -1)``):
 

@@ -1,4 +1,4 @@
-"""tttLRM API at the path the spec names (``shared/spec/tttlrm.md`` section 1).
+"""tttLRM API at the module path of the official code.
 
 ``from mapping.tttlrm import load_model, normalize_poses, to_world``. The implementation lives in
 :mod:`mapping.gaussians`; importing this module imports torch (``import mapping`` does not).

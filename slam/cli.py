@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub, _add_common)
     add_export_parser(sub, _add_common)
 
+    p_cfg = sub.add_parser("config", help="print every configuration key with its value, type, default and source")
+    mode = p_cfg.add_mutually_exclusive_group()
+    mode.add_argument("--resolved", action="store_true", help="the values a run would use (default)")
+    mode.add_argument("--defaults", action="store_true", help="the dataclass defaults only")
+    p_cfg.add_argument("--config", type=Path, help="YAML file layered over the defaults")
+    p_cfg.add_argument("--data", type=Path, help="sequence (its dataset kind selects the dataset layer)")
+    p_cfg.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    _add_common(p_cfg)
+
     p_list = sub.add_parser("frontends", help="list registered frontends and datasets")
     _add_common(p_list)
     return parser
@@ -140,6 +149,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from slam.config_report import config_rows, format_rows, resolve_with_origins
+
+    cfg, origins = resolve_with_origins(args.config, args.data, list(args.overrides))
+    print(format_rows(config_rows(cfg, origins, defaults_only=args.defaults)))
+    return 0
+
+
 def cmd_frontends(args: argparse.Namespace) -> int:
     import frontends
     from slam.datasets import DATASETS
@@ -171,7 +188,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return cmd(args)
 
 
-COMMANDS = {"run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "frontends": cmd_frontends,
+COMMANDS = {"config": cmd_config, "run": cmd_run, "demo": cmd_demo, "eval": cmd_eval, "frontends": cmd_frontends,
             "bench": cmd_bench, "export": cmd_export}
 
 

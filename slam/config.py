@@ -79,12 +79,29 @@ class RunConfig:
     viz: VizConfig = field(default_factory=VizConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, absolute_paths: bool = False) -> dict[str, Any]:
+        """Plain nested dict of every value. With ``absolute_paths``, string values of path-like keys
+        (``path``, ``dir``, ``checkpoint``, ``*_path``, ``*_dir``, ``*_file``) that name an existing file or
+        folder relative to the working directory are made absolute, so the dict reproduces the run from any
+        folder."""
         data = to_plain(self)
         frontend = {"name": self.frontend.name}
         frontend.update({name: to_plain(sec) for name, sec in self.frontend.sections.items()})
         data["frontend"] = frontend
-        return data
+        return _absolute_paths(data) if absolute_paths else data
+
+
+_PATH_KEYS = ("path", "dir", "checkpoint")
+_PATH_SUFFIXES = ("_path", "_dir", "_file")
+
+
+def _absolute_paths(node: Any, key: str = "") -> Any:
+    if isinstance(node, dict):
+        return {k: _absolute_paths(v, k) for k, v in node.items()}
+    if (isinstance(node, str) and node and (key in _PATH_KEYS or key.endswith(_PATH_SUFFIXES))
+            and not Path(node).is_absolute() and Path(node).exists()):
+        return str(Path(node).resolve())
+    return node
 
 
 def _section_classes() -> dict[str, type]:
@@ -129,6 +146,17 @@ def load_run_config(
     config_dir: Path = CONFIG_DIR,
 ) -> RunConfig:
     """Compose and validate the run configuration (see the module docstring for the layer order)."""
+    return build_run_config(*compose_layers(config_file, data, out, overrides, config_dir))
+
+
+def compose_layers(
+    config_file: str | Path | None = None,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    config_dir: Path = CONFIG_DIR,
+) -> tuple[dict[str, Any], Origins]:
+    """The merged layers as a nested dict and, per dotted key, where its value was set (not validated)."""
     parsed = expand_overrides(list(overrides))
     user = read_yaml(config_file) if config_file else {}
     cli: dict[str, Any] = {}
@@ -172,7 +200,8 @@ def load_run_config(
     merge(merged, cli, origins, CLI_SOURCE)
     if kind != "auto":
         merged.setdefault("dataset", {})["kind"] = kind
-    return build_run_config(merged, origins)
+        origins.setdefault("dataset.kind", "detected from dataset.path")
+    return merged, origins
 
 
 def _frontend_file(config_dir: Path, name: Any) -> Path | None:
@@ -206,6 +235,7 @@ def build_run_config(merged: dict[str, Any], origins: Origins) -> RunConfig:
 
 
 def write_run_yaml(cfg: RunConfig, path: Path) -> None:
-    """Write the resolved configuration (``run.yaml``) so a run can be reproduced with ``--config``."""
-    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
+    """Write the resolved configuration (``run.yaml``) so that ``slam run --config run.yaml`` reproduces the run
+    from any folder (relative data, output and checkpoint paths are written as absolute paths)."""
+    text = yaml.safe_dump(cfg.to_dict(absolute_paths=True), sort_keys=False, default_flow_style=None)
     write_text_atomic(path, "# resolved configuration of this run (slam run --config run.yaml reproduces it)\n" + text)

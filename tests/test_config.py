@@ -117,3 +117,53 @@ def test_section_validation_blames_the_layer_that_set_the_value(tmp_path, tum_di
     user.write_text("backend:\n  keyframe:\n    stride: 0\n")
     with pytest.raises(ConfigError, match=rf"^{user}: .*stride"):
         load_run_config(user, data=tum_dir)
+
+
+def _row(text: str, key: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.split()[:1] == [key])
+    return line.split()
+
+
+def test_slam_config_lists_every_key_with_value_type_default_and_source(capsys, tmp_path, tum_dir):
+    from slam.cli import main
+
+    assert main(["config", "--data", str(tum_dir), "dataset.stride=2"]) == 0
+    text = capsys.readouterr().out
+    assert _row(text, "dataset.stride") == ["dataset.stride", "2", "int", "1", "command", "line"]
+    assert _row(text, "dataset.kind")[:2] == ["dataset.kind", "tum"]
+    assert _row(text, "backend.keyframe.stride")[1:4] == ["4", "int", "8"]  # configs/frontends/rgbd.yaml
+    assert _row(text, "backend.keyframe.stride")[4].endswith("configs/frontends/rgbd.yaml")
+    assert _row(text, "frontend.cut3r.device")[1:] == ["cpu", "str", "cpu", "default"]
+    assert len(text.splitlines()) > 100  # every section, every registered frontend's options
+    assert main(["config", "--defaults"]) == 0
+    defaults = capsys.readouterr().out
+    assert _row(defaults, "backend.keyframe.stride")[1:] == ["8", "int", "8", "default"]
+    assert main(["config", "frontend.rgbd.downsample=0"]) == 2
+    assert "command line" in capsys.readouterr().err
+
+
+def test_run_yaml_reproduces_a_relative_run_from_another_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from slam.trajectory import read_tum
+
+    repo = Path(__file__).resolve().parents[1]
+    write_tum_sequence(tmp_path / "seq", n=6)
+    env = dict(os.environ, PYTHONPATH=str(repo))
+
+    def slam(cwd, *args):
+        proc = subprocess.run([sys.executable, "-m", "slam.cli", "run", "--quiet", *args], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+
+    slam(tmp_path, "--data", "seq", "--out", "first", "backend.sync=true")
+    resolved = yaml.safe_load((tmp_path / "first" / "run.yaml").read_text())
+    assert resolved["dataset"]["path"] == str(tmp_path / "seq") and resolved["output"]["dir"] == str(tmp_path / "first")
+    slam("/", "--config", str(tmp_path / "first" / "run.yaml"), "--out", str(tmp_path / "second"))
+    first, second = read_tum(tmp_path / "first" / "trajectory.tum"), read_tum(tmp_path / "second" / "trajectory.tum")
+    assert len(first.poses) == 6 and np.allclose(first.poses, second.poses, atol=1e-5)  # written with 6 decimals

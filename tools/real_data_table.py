@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     command = "python tools/" + " ".join([Path(__file__).name, *(argv if argv is not None else sys.argv[1:])])
     text = markdown(table, command, (load_start, _uptime()))
     if args.out:
-        from slam.trajectory import write_text_atomic
+        from slam.atomic import write_text_atomic
 
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(Path(args.out), text)
@@ -153,4 +153,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from slam.entry import tool_main
+
+    sys.exit(tool_main(main))

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def write_table(path: Path, table: str) -> None:
     """Replace the text between ``<!-- TABLE -->`` and ``<!-- /TABLE -->`` in ``path`` (atomic write)."""
-    from slam.trajectory import write_text_atomic
+    from slam.atomic import write_text_atomic
 
     text = path.read_text() if path.is_file() else "<!-- TABLE -->\n<!-- /TABLE -->\n"
     head, _, rest = text.partition("<!-- TABLE -->")

@@ -1,7 +1,7 @@
 """Architecture configuration of the CUT3R-family network (CUT3R / TTT3R / TTSA3R share it).
 
 Field names and defaults follow the official ``ARCroco3DStereoConfig`` plus the CroCo keyword arguments
-it passes through (see ``shared/spec/cut3r_family.md`` §1.4). Fields that only matter for training
+it passes through. Fields that only matter for training
 (``freeze``, ``mask_ratio``, ``img_size``) are kept so that a checkpoint's model string round-trips.
 """
 

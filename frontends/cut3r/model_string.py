@@ -6,8 +6,8 @@ Official checkpoints store the architecture as Python source, e.g.::
 
 The official loader ``eval``s it. Here it is parsed with :mod:`ast` and every keyword value goes through a
 tiny literal evaluator (constants, tuples/lists, unary minus, the bare name ``inf``), so nothing from a
-checkpoint is ever executed. The official loader's two rewrites are applied to the parsed result
-(``shared/spec/cut3r_family.md`` §1.3): ``patch_embed_cls='ManyAR_PatchEmbed'`` becomes
+checkpoint is ever executed. The official loader's two rewrites are applied to the parsed result:
+``patch_embed_cls='ManyAR_PatchEmbed'`` becomes
 ``'PatchEmbedDust3R'`` and ``landscape_only`` is forced to False.
 """
 
@@ -26,7 +26,7 @@ INNER_CALL = "ARCroco3DStereoConfig"
 
 #: Keywords accepted in a model string but without effect on the network. TTT3R adds
 #: ``model_update_type`` to the config, but the official code never reads it (the update rule is a
-#: runtime option, spec §1.4).
+#: runtime option).
 IGNORED_FIELDS = frozenset({"model_update_type"})
 
 _BARE_NAMES = {"inf": math.inf}
@@ -118,7 +118,7 @@ def parse_model_string(text: str, source: str | None = None) -> Cut3rNetConfig:
             raise CheckpointError(f"model string: unknown field {kw.arg!r}", source)
         values[kw.arg] = _check_type(kw.arg, value, defaults[kw.arg], source)
 
-    # The official loader's rewrites (spec §1.3).
+    # The official loader's rewrites.
     if values.get("patch_embed_cls") == "ManyAR_PatchEmbed":
         values["patch_embed_cls"] = "PatchEmbedDust3R"
     values["landscape_only"] = False

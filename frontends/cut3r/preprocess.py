@@ -1,4 +1,4 @@
-"""The official CUT3R image preprocessing for one SLAM frame (spec §3.1, ``load_images``).
+"""The official CUT3R image preprocessing for one SLAM frame.
 
 Steps, for an ``H0 x W0`` uint8 RGB image and working size ``size``:
 

@@ -1,7 +1,7 @@
 """Read official ``.pth`` checkpoints without executing pickled code and without importing omegaconf.
 
 The released CUT3R checkpoints were written by a Hydra program, so ``ckpt['args']`` is a pickled OmegaConf
-``DictConfig``; older or hand-made files hold an ``argparse.Namespace`` (spec §1.2). Both are read with
+``DictConfig``; older or hand-made files hold an ``argparse.Namespace``. Both are read with
 ``torch.load(weights_only=True)``, PyTorch's restricted unpickler, after allow-listing:
 
 * inert stand-in classes for every ``omegaconf.*`` global the file names (they only store their pickled
@@ -33,7 +33,7 @@ from slam.errors import CheckpointError
 #: Module prefix whose globals are replaced by inert stubs.
 STUB_PREFIX = "omegaconf."
 
-#: Non-omegaconf globals an official checkpoint may need (spec §1.2), mapped to the real objects.
+#: Non-omegaconf globals an official checkpoint may need, mapped to the real objects.
 #: None of them can do harm when called by the unpickler.
 ALLOWED_GLOBALS: dict[str, Any] = {
     "argparse.Namespace": argparse.Namespace,

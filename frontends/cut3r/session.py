@@ -22,7 +22,7 @@
 Segments and resets. A segment starts from the initial state (``decoder_embed_state(register_tokens)``)
 and the initial pose memory; its first view uses the learned pose token and a full update, and its
 world frame is that view's camera. ``session.reset()`` starts a new segment at the next step.
-With ``reset_every=R`` the session follows the official TTT3R reset protocol (``spec`` §5.3) for every
+With ``reset_every=R`` the session follows the official TTT3R reset protocol for every
 rule: after input frame i with ``(i + 1) % R == 0`` has been processed and committed normally, the state
 and pose memory are reset and *the same image is processed again* as the first view of the new segment
 (the "overlap" view). Its outputs are returned under ``out["overlap"]`` (a dict of the same form), so

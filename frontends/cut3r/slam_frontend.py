@@ -3,7 +3,7 @@
 Per frame (:meth:`Cut3rFrontend.step`): the official preprocessing (:mod:`.preprocess`), one streaming
 step of the network, then a :class:`~slam.types.FrontendOutput` at the *working size* (e.g. 512x384):
 
-* ``pose``: camera-to-world ``T_wc`` from the pose head (``camera_pose = [t, q_wxyz]``, spec §3.13) in the
+* ``pose``: camera-to-world ``T_wc`` from the pose head (``camera_pose = [t, q_wxyz]``) in the
   current segment's world frame (= the segment's first camera, up to the network's estimate);
 * ``points``/``confidence``: ``pts3d_in_self_view`` (camera frame, OpenCV axes) and ``conf_self`` (>= 1;
   pixels below ``conf_threshold`` get 0 = invalid);

@@ -1,7 +1,7 @@
 """State-update rules of the CUT3R family, chosen by name: ``cut3r``, ``ttt3r``, ``ttsa3r``.
 
 After each view the network proposes a candidate state ``new [1,S,D]``; a rule returns per-token weights
-``G [1,S]`` and the committed state ``new * G + old * (1 - G)`` (``spec`` §5). All rules give ``G = 1``
+``G [1,S]`` and the committed state ``new * G + old * (1 - G)``. All rules give ``G = 1``
 (full update) on the first view of a segment (the very first view, and the first view after a reset).
 
 * ``cut3r``: ``G = 1`` always (plain overwrite).

@@ -1,7 +1,7 @@
 """RGB-D frames at the working size and dense RGB-D odometry between two of them (Open3D tensor API).
 
-Open3D's ``t.pipelines.odometry.rgbd_odometry_multi_scale`` is used: on 2 CPU cores it measured 3-7x faster
-than the legacy ``pipelines.odometry.compute_rgbd_odometry`` on the 640x480 ICL sequence at equal accuracy.
+Open3D's tensor ``t.pipelines.odometry.rgbd_odometry_multi_scale`` is used rather than the legacy
+``pipelines.odometry.compute_rgbd_odometry`` (speed comparison in ``docs/tuning.md``).
 Transform convention of this module: ``T_target_source`` maps points of the *source* camera frame into the
 *target* camera frame, i.e. it is the pose of the source camera expressed in the target camera's frame.
 """

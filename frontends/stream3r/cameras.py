@@ -1,4 +1,4 @@
-"""Cameras from STream3R's pose encoding (spec §3.8, VGGT convention).
+"""Cameras from STream3R's pose encoding.
 
 ``pose_enc = [t(3), q_xyzw(4), fov_h, fov_w]``: ``[R(q) | t]`` is camera-from-world (``X_cam = R X_world + t``,
 OpenCV axes); the world frame is the first camera of the sequence. Intrinsics for an image of size (H, W):

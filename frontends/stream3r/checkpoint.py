@@ -1,7 +1,7 @@
 """Load STream3R checkpoints in the official layout (``config.json`` + ``model.safetensors``), strictly.
 
 The release (Hugging Face ``yslan/STream3R``) is a folder with ``config.json`` (constructor arguments; the
-fixture models add size overrides, ``shared/spec/stream3r.md`` §1.2) and a flat float32 safetensors state
+fixture models add size overrides) and a flat float32 safetensors state
 dict. ``load_model`` also accepts the ``.safetensors`` file itself (then ``config.json`` next to it is used
 when present, the official defaults otherwise). Only safetensors is read (never pickle). Unlike the official
 loader (``strict=False``), every unknown, missing or wrongly shaped key is an error that names it.

@@ -1,4 +1,4 @@
-"""Architecture configuration of the STream3R network (``shared/spec/stream3r.md`` §1.2).
+"""Architecture configuration of the STream3R network.
 
 The official constructor takes ``img_size``, ``patch_size``, ``embed_dim`` and ``freeze``; every other size is
 a default inside the sub-module constructors. The fixture models carry overrides of those defaults as extra

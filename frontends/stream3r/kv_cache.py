@@ -1,4 +1,4 @@
-"""Key/value caches of the streaming session (spec §4.1, §4.2).
+"""Key/value caches of the streaming session.
 
 A :class:`KVCache` holds the keys and values of one attention layer for the frames seen so far,
 ``[B, heads, L, Hd]`` with ``L = frames * tokens_per_frame``, frames in arrival order. Keys are stored as

@@ -1,5 +1,4 @@
-"""The official STream3R demo preprocessing for one frame (``load_and_preprocess_images``, mode ``crop``;
-spec §2).
+"""The official STream3R demo preprocessing for one frame (``load_and_preprocess_images``, mode ``crop``).
 
 For an ``H0 x W0`` uint8 RGB image and target width ``width`` (official 518, a multiple of 14):
 

@@ -1,4 +1,4 @@
-"""Streaming inference on one :class:`~frontends.stream3r.model.net.Stream3rNet` (spec §4)::
+"""Streaming inference on one :class:`~frontends.stream3r.model.net.Stream3rNet`::
 
     session = net.session(mode="causal")          # or mode="window", window=5
     out = session.step(img)                       # img: float32 [1,3,H,W] in [0,1], H, W multiples of 14

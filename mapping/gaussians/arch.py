@@ -1,6 +1,6 @@
 """tttLRM architecture options, read from a config in the official YAML layout (torch-free).
 
-Only the fields the network reads are parsed (spec ``shared/spec/tttlrm.md`` section 3); a missing required
+Only the fields the network reads are parsed; a missing required
 field raises ``ValueError`` naming it. :meth:`TttLrmArch.released` gives the released 24-block, d = 768 model.
 """
 

@@ -1,6 +1,6 @@
 """The fast-weight (test-time-training) maths of tttLRM: Newton-Schulz orthogonalisation and the GLU update.
 
-Spec ``shared/spec/tttlrm.md`` section 5.4. Shapes: fast weights ``W0 [d,h]`` (gate), ``W1 [h,d]`` (down),
+Shapes: fast weights ``W0 [d,h]`` (gate), ``W1 [h,d]`` (down),
 ``W2 [d,h]`` (up); tokens ``[T, d]``; per-token learning rates ``[T, 3]``. All float32 except the
 Newton-Schulz step, which runs in ``ns_dtype`` (bfloat16 in the official code).
 """

@@ -1,6 +1,6 @@
 """The tttLRM network: ray tokens -> blocks (per-view attention, fast-weight GLU, MLP) -> one Gaussian per pixel.
 
-Parameter names follow the official state dict (spec ``shared/spec/tttlrm.md`` section 2), so the official
+Parameter names follow the official state dict, so the official
 checkpoints load strictly. The duplicated "virtual" views of the official forward are not materialised: they
 are bit-identical to the input views at every layer (spec 5.2), so the V input views are run once and decoded.
 """

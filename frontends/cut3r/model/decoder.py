@@ -1,4 +1,4 @@
-"""The two interleaved decoder stacks (state decoder and image decoder), ``spec`` §3.8.
+"""The two interleaved decoder stacks (state decoder and image decoder).
 
 Inputs: state ``S_0 [B,S,D]`` with ``state_pos [B,S,2]`` (or None); image stream
 ``I_0 = [pose_in, decoder_embed(feat)]`` ``[B,1+N,D]`` with positions ``[(-1,-1), pos]``.

@@ -3,7 +3,7 @@
 The modules are owned by :class:`~frontends.cut3r.model.net.Cut3rNet` under their official top-level
 names (``patch_embed``, ``enc_blocks``, ``enc_norm``, ...); this file builds them and runs them.
 
-Image encoder (``shared/spec/cut3r_family.md`` §3.2-3.3):
+Image encoder:
 ``img [B,3,H,W]`` (H, W multiples of 16, values in [-1,1]) -> Conv2d(k=16,s=16) -> tokens ``[B,N,C]``
 (N = H/16 * W/16, row-major over the patch grid) -> ``enc_depth`` blocks whose q/k go through float16
 around RoPE -> ``enc_norm`` -> ``feat [B,N,C]``. Positions ``pos [B,N,2]`` are int64 (row, col).

@@ -6,7 +6,7 @@ purpose so that the strict load accounts for every key: the ray-map path (``patc
 ``enc_blocks_ray_map``, ``enc_norm_ray_map``, ``masked_ray_map_token``) and ``masked_img_token`` are
 instantiated but never run for image input.
 
-One view (:meth:`Cut3rNet.process_view`), ``spec`` §3 and §8, batch B (the session uses B = 1):
+One view (:meth:`Cut3rNet.process_view`), batch B (the session uses B = 1):
 ``img [B,3,H,W]`` -> encoder ``feat [B,N,Cenc]`` -> pose token (learned ``pose_token`` for the first view
 of a segment, else ``pose_retriever.inquire(mean(feat), mem)``) -> both decoder stacks -> candidate state
 ``[B,S,D]``, new pose memory ``[B,M,2D]`` and the head outputs. Committing the state (the update rule)
@@ -85,7 +85,7 @@ def validate_config(cfg: Cut3rNetConfig) -> None:
 
 
 def state_positions(state_size: int, state_pe: str, batch: int, device) -> torch.Tensor | None:
-    """State-token RoPE positions ``[batch,S,2]`` int64 (``spec`` §3.6); None for ``state_pe='none'``.
+    """State-token RoPE positions ``[batch,S,2]`` int64; None for ``state_pe='none'``.
 
     '2d': width = int(sqrt(S)), +1 if odd; token i at (i // width, i % width). '1d': (i, i).
     """
@@ -168,7 +168,7 @@ class Cut3rNet(nn.Module):
                             self.dec_norm_state, self.dec_norm, stats)
 
     def head(self, head_inputs: list[torch.Tensor], image_size: tuple[int, int], pos: torch.Tensor) -> dict:
-        """Run the prediction head in float32 (autocast disabled), ``spec`` §3.10-3.12."""
+        """Run the prediction head in float32 (autocast disabled)."""
         device_type = head_inputs[0].device.type
         with torch.autocast(device_type=device_type, enabled=False):
             return self.downstream_head([t.float() for t in head_inputs], image_size, pos)

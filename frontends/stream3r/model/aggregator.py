@@ -1,5 +1,4 @@
-"""The aggregator: DINOv2 patch tokens + camera/register tokens, alternating frame/global attention
-(spec §3.2-§3.4, streaming §4.3).
+"""The aggregator: DINOv2 patch tokens + camera/register tokens, alternating frame/global attention.
 
 Per frame the token sequence is ``[camera (1), registers (4), patches (N)]`` (P = 5 + N tokens, width C).
 Slot 0 of ``camera_token``/``register_token`` is used by the first frame of a sequence (frame 0 of a

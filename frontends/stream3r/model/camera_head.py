@@ -1,4 +1,4 @@
-"""Camera head: iterative refinement of the 9-d pose encoding (spec §3.5).
+"""Camera head: iterative refinement of the 9-d pose encoding.
 
 Input: the camera token of the last aggregator layer ``[B, S, 2C]``. Four iterations; each modulates the
 same normalised token with (shift, scale, gate) from the embedding of the running *raw* encoding, runs

@@ -1,4 +1,4 @@
-"""DINOv2 ViT with 4 register tokens: the per-frame patch encoder (``aggregator.patch_embed``, spec §3.1)."""
+"""DINOv2 ViT with 4 register tokens: the per-frame patch encoder (``aggregator.patch_embed``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DPT heads for the world points (4 channels) and the depth (2 channels) (spec §3.6).
+"""DPT heads for the world points (4 channels) and the depth (2 channels).
 
 Both read the patch tokens (``[:, :, 5:]``) of four aggregator layers, frame by frame:
 shared ``norm`` -> ``projects.l`` (1x1) -> + UV embedding -> ``resize_layers.l`` (x4, x2, x1, /2) ->

@@ -1,4 +1,4 @@
-"""Transformer building blocks shared by DINOv2, the aggregator and the camera head (spec §3.1, §3.3, §3.5).
+"""Transformer building blocks shared by DINOv2, the aggregator and the camera head.
 
 One block is ``x = x + ls1 * Attn(LN1(x)); x = x + ls2 * MLP(LN2(x))`` with an erf-GELU MLP (ratio 4) and
 LayerScale. The attention optionally applies a per-head LayerNorm to q and k (``q_norm``/``k_norm``, one

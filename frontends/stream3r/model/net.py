@@ -1,4 +1,4 @@
-"""The STream3R network: aggregator + camera head + point and depth DPT heads (spec §3).
+"""The STream3R network: aggregator + camera head + point and depth DPT heads.
 
 Batch entry point (official ``STream3R.forward`` at inference)::
 

@@ -1,4 +1,4 @@
-"""DPT head of the 512 model (official ``DPTPts3dPose``), ``spec`` §3.10.
+"""DPT head of the 512 model (official ``DPTPts3dPose``).
 
 Inputs ``head_in = [feat [B,N,Cenc], I_a [B,N,D], I_b [B,N,D], last [B,1+N,D]]`` at image size (H, W),
 h = H/16, w = W/16. Outputs (channel-last, float32):
@@ -9,7 +9,7 @@ Each DPT adapter (``dpt_self``, ``dpt_cross``, ``dpt_rgb``) maps the four token 
 (4h, 2h, h, h/2), projects them to 256 channels, fuses them coarse-to-fine with bilinear x2 upsampling
 (align_corners=True) and ends with conv3x3 -> x2 -> conv3x3 -> ReLU -> conv1x1 at full resolution.
 
-State-dict aliasing (``spec`` §2.4): ``scratch.layerK_rn`` and ``scratch.layer_rn.{K-1}`` are the same
+State-dict aliasing: ``scratch.layerK_rn`` and ``scratch.layer_rn.{K-1}`` are the same
 conv registered twice (as in the official code), so both keys appear in ``state_dict()`` and a strict
 load of the official checkpoint works.
 """

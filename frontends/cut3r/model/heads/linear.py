@@ -1,4 +1,4 @@
-"""Linear head of the 224 model (official ``LinearPts3dPose``), ``spec`` §3.11.
+"""Linear head of the 224 model (official ``LinearPts3dPose``).
 
 Only the last decoder output ``last [B,1+N,D]`` is used. Per-token MLPs (D -> 4D -> K*p*p) are unpatchified
 with ``pixel_shuffle(p)`` (p = 16): output pixel (p*y+i, p*x+j) of channel c is element ``c*p*p + p*i + j``

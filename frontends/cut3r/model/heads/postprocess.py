@@ -1,4 +1,4 @@
-"""Output post-processing of the CUT3R heads (``spec`` §3.12), exactly in the official order of operations.
+"""Output post-processing of the CUT3R heads, exactly in the official order of operations.
 
 All functions take channel-first maps ``[B,C,H,W]`` (or ``[B,7]`` for the pose) and return channel-last
 tensors: points ``[B,H,W,3]``, confidences ``[B,H,W]``, colours ``[B,H,W,3]``.
