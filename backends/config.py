@@ -175,6 +175,37 @@ class LoopClosureConfig:
 
 
 @dataclass
+class DepthNoiseConfig:
+    """Depth noise model of a metric depth sensor, used to weight point residuals of metric keyframes.
+
+    A structured-light or active-stereo camera triangulates depth from a disparity measured to a fraction
+    of a pixel, so its axial (along the ray) noise grows with the square of the depth:
+    ``sigma_z(z) = axial * z^2``; across the ray a point is off by a fraction of a pixel, i.e. by an angle:
+    ``sigma_lat(z) = lateral * z``. Defaults are Kinect v1 figures from the literature: Khoshelham and
+    Oude Elberink (Sensors 2012) measured the random depth error growing as about 1.4 mm x (z / 1 m)^2;
+    Nguyen, Izadi and Lovell (3DIMPVT 2012) found a lateral error under one pixel (about 0.8 px at a focal
+    length of ~580 px, i.e. ~1.4 mrad). See ``docs/depth_noise.md``.
+
+    Attributes:
+        enabled: whiten point residuals of metric keyframes by this model (up-to-scale keyframes always
+            use the scale-free ``huber`` x depth widths and confidence weights).
+        axial: coefficient of ``sigma_z = axial * z^2``, 1/m.
+        lateral: lateral noise as an angle, radians (``sigma_lat = lateral * z``).
+        huber: Huber kernel width on the normalised residual, in sigmas.
+    """
+
+    enabled: bool = True
+    axial: float = 1.4e-3
+    lateral: float = 1.4e-3
+    huber: float = 2.0
+
+    def validate(self) -> None:
+        require(self, axial={"ge": 0}, lateral={"ge": 0}, huber={"gt": 0})
+        if self.axial == 0 and self.lateral == 0:
+            raise ValueError("axial and lateral cannot both be 0 (zero noise gives infinite weights)")
+
+
+@dataclass
 class GlobalAlignmentConfig:
     """Sparse global alignment of keyframe pointmaps along the graph's edges.
 
@@ -201,6 +232,8 @@ class GlobalAlignmentConfig:
             aligns rotations and translations only. Point-to-plane residuals of one depth map leave scale
             and translation along the viewing direction nearly interchangeable, so per-keyframe scales solved
             from them wander (noise in every keyframe's depth becomes scale noise along the trajectory).
+        depth_noise: sensor noise model weighting the point residuals of metric keyframes (replaces
+            ``huber`` x depth as residual width there; :class:`DepthNoiseConfig`).
     """
 
     enabled: bool | None = None
@@ -214,8 +247,10 @@ class GlobalAlignmentConfig:
     safeguard: bool = True
     max_odometry_residual: float = 5.0
     solve_scale: bool = False
+    depth_noise: DepthNoiseConfig = field(default_factory=DepthNoiseConfig)
 
     def validate(self) -> None:
+        self.depth_noise.validate()
         require(self, prior_weight={"ge": 0}, max_odometry_residual={"gt": 0}, every_k={"ge": 0},
                 iterations={"ge": 0}, max_points={"ge": 10}, skip_edges={"ge": 0}, max_distance={"gt": 0},
                 huber={"gt": 0})

@@ -4,10 +4,14 @@ In the spirit of CUT3R's ``demo_ga.py`` (which aligns all pairs, O(N^2)), but on
 edges plus short covisibility edges ``(i, i+2 .. i+1+skip_edges)``: the cost is linear in the number of
 edges. For each edge and each direction, the source keyframe's sampled points are paired with the
 destination's surface by sub-pixel projective association (:mod:`backends.projective`). Residuals are
-point-to-plane distances, whitened by ``huber * depth`` and weighted by both sides' normalised confidences
-and a Huber kernel. Each outer iteration re-associates and takes one damped Gauss-Newton step on all poses
-jointly (left-multiplicative update ``P <- Exp(delta) P`` with GTSAM's Sim(3) exponential,
-``delta = (omega, v, log s)``; the first keyframe is fixed; SE(3) mode keeps every scale at 1). A graph edge
+point-to-plane distances weighted by both sides' normalised confidences and a Huber kernel on the whitened
+residual. For metric keyframes the residual is whitened by its predicted sensor noise (both points' depth
+noise, :class:`backends.config.DepthNoiseConfig`: axial ~ z^2 plus lateral ~ z) and the kernel width is
+``depth_noise.huber`` sigmas, so a far, noisy point weighs less than a near one; up-to-scale keyframes have no
+metric noise model and use the scale-free width ``huber * depth`` (kernel at 1). Each outer iteration
+re-associates and takes one damped Gauss-Newton step on all poses jointly (left-multiplicative update
+``P <- Exp(delta) P`` with GTSAM's Sim(3) exponential, ``delta = (omega, v, log s)``; the first keyframe is
+fixed; SE(3) mode keeps every scale at 1). A graph edge
 whose keyframes share too few correspondences contributes "virtual" point pairs built from its relative pose
 in the input solution instead, so the problem stays connected; every graph edge also contributes them with
 weight ``prior_weight``, which holds the directions that geometry leaves free (sliding along a wall) at the
@@ -43,7 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from backends.config import GlobalAlignmentConfig
+from backends.config import DepthNoiseConfig, GlobalAlignmentConfig
 from backends.pose_graph import Edge
 from backends.projective import PointView, associate, consistency_error, prepare_view
 from backends.sim3 import from_gtsam
@@ -80,16 +84,23 @@ class AlignmentResult:
 
 
 def _virtual(src: PointView, P_src: np.ndarray, P_dst: np.ndarray, T_dst_src: np.ndarray, huber: float,
-             weight: float):
-    """Point pairs that encode the measurement ``T_dst_src`` (used when an edge lacks real overlap)."""
+             weight: float, noise: DepthNoiseConfig | None = None):
+    """Point pairs that encode the measurement ``T_dst_src`` (used when an edge lacks real overlap).
+
+    Returns (y_src, y_dst, weights, residual sigmas, Huber width in sigmas, normals = None), like the real
+    terms of :func:`_normal_equations`."""
     x_src = src.grid.reshape(-1, 3)[src.sample[:: max(1, len(src.sample) // 200)]]
     if len(x_src) == 0:  # a keyframe without valid points (e.g. no valid depth): no pairs, no division by 0
         empty = np.zeros((0, 3))
-        return empty, empty, np.zeros(0), np.zeros(0), None
+        return empty, empty, np.zeros(0), np.zeros(0), 1.0, None
     y_src = geometry.transform_points(P_src, x_src)
     y_dst = geometry.transform_points(P_dst @ T_dst_src, x_src)
-    depth = np.abs(x_src[:, 2]) * float(geometry.similarity_scale(P_src))
-    return y_src, y_dst, np.full(len(x_src), weight * len(src.sample) / len(x_src)), huber * depth, None
+    scale = float(geometry.similarity_scale(P_src))
+    w = np.full(len(x_src), weight * len(src.sample) / len(x_src))
+    if src.sigma is not None and noise is not None:  # the same point seen twice: twice its noise variance
+        sig = np.sqrt(2.0) * src.sigma.ravel()[src.sample[:: max(1, len(src.sample) // 200)]] * scale
+        return y_src, y_dst, w, sig, noise.huber, None
+    return y_src, y_dst, w, huber * np.abs(x_src[:, 2]) * scale, 1.0, None
 
 
 def _jacobian(y: np.ndarray) -> np.ndarray:
@@ -167,7 +178,7 @@ def align_keyframes(keyframes: dict[int, Keyframe], poses: dict[int, np.ndarray]
     ids = sorted(k for k in keyframes if k in poses)
     if len(ids) < 2:
         return AlignmentResult(dict(poses), list(edges), {"pairs": 0})
-    views = {k: prepare_view(keyframes[k], cfg.max_points, min_confidence) for k in ids}
+    views = {k: prepare_view(keyframes[k], cfg.max_points, min_confidence, cfg.depth_noise) for k in ids}
     P = {k: np.asarray(poses[k], dtype=np.float64).copy() for k in ids}
     # each graph edge's relative pose in the input solution (which already fuses odometry and loops)
     measured: dict[tuple[int, int], np.ndarray] = {}
@@ -203,8 +214,8 @@ def align_pair(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: GlobalAlig
     (``final_correspondences`` is 0 when the views found no correspondences; ``observability`` is
     :func:`observability` of the data alone at the result).
     """
-    views = {0: prepare_view(kf_a, cfg.max_points, min_confidence),
-             1: prepare_view(kf_b, cfg.max_points, min_confidence)}
+    views = {0: prepare_view(kf_a, cfg.max_points, min_confidence, cfg.depth_noise),
+             1: prepare_view(kf_b, cfg.max_points, min_confidence, cfg.depth_noise)}
     T0 = np.asarray(T_ab, dtype=np.float64).copy()
     P = {0: np.eye(4), 1: T0.copy()}
     stats: dict = {}
@@ -256,7 +267,10 @@ def _normal_equations(views: dict[int, PointView], P: dict[int, np.ndarray], col
         terms = []
         for s, d in ((a, b), (b, a)):
             c = associate(views[s], views[d], P[s], P[d], cfg.max_distance)
-            terms.append((s, d, c.y_src, c.y_dst, c.weight, cfg.huber * c.depth, c.normal))
+            if c.var is not None:  # metric: residual whitened by the sensor noise of both points
+                terms.append((s, d, c.y_src, c.y_dst, c.weight, np.sqrt(c.var), cfg.depth_noise.huber, c.normal))
+            else:
+                terms.append((s, d, c.y_src, c.y_dst, c.weight, cfg.huber * c.depth, 1.0, c.normal))
         n_real = sum(len(t[4]) for t in terms)
         real_count[(a, b)] = n_real
         # the graph's measurement of this edge as virtual point pairs: a weak prior that pins directions
@@ -265,10 +279,10 @@ def _normal_equations(views: dict[int, PointView], P: dict[int, np.ndarray], col
         if n_real < MIN_CORRESPONDENCES:
             terms = []
         if (a, b) in measured:
-            terms.append((b, a, *_virtual(views[b], P[b], P[a], measured[(a, b)], cfg.huber, prior_w)))
+            terms.append((b, a, *_virtual(views[b], P[b], P[a], measured[(a, b)], cfg.huber, prior_w, cfg.depth_noise)))
         elif (b, a) in measured:
-            terms.append((a, b, *_virtual(views[a], P[a], P[b], measured[(b, a)], cfg.huber, prior_w)))
-        for s, d, y_s, y_d, w, sig, nrm in terms:
+            terms.append((a, b, *_virtual(views[a], P[a], P[b], measured[(b, a)], cfg.huber, prior_w, cfg.depth_noise)))
+        for s, d, y_s, y_d, w, sig, k, nrm in terms:
             if len(w) == 0:
                 continue
             r = y_d - y_s
@@ -278,9 +292,9 @@ def _normal_equations(views: dict[int, PointView], P: dict[int, np.ndarray], col
                 Jd = np.einsum("mi,mij->mj", nrm, Jd)[:, None, :]
                 Js = np.einsum("mi,mij->mj", nrm, Js)[:, None, :]
             rn = np.linalg.norm(r, axis=1) / sig
-            hub = np.minimum(1.0, 1.0 / np.maximum(rn, 1e-12))
+            hub = np.minimum(1.0, k / np.maximum(rn, 1e-12))
             W = w * hub / sig**2
-            cost += float(np.sum(w * np.where(rn <= 1, 0.5 * rn**2, rn - 0.5)))
+            cost += float(np.sum(w * np.where(rn <= k, 0.5 * rn**2, k * rn - 0.5 * k * k)))
             total += len(w)
             WJd, WJs = W[:, None, None] * Jd, W[:, None, None] * Js
             for (i, WJi) in ((d, WJd), (s, WJs)):

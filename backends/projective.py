@@ -14,11 +14,15 @@ Poses are 4x4 Sim(3) ``T_wk`` (``[[s R, t], [0, 1]]``); all returned points and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from slam import geometry
 from slam.types import Keyframe
+
+if TYPE_CHECKING:
+    from backends.config import DepthNoiseConfig
 
 #: a grid cell whose corner depths spread by more than this fraction of their mean spans a discontinuity
 CELL_DEPTH_JUMP = 0.1
@@ -36,6 +40,8 @@ class PointView:
         weight: (h, w) float64 confidence normalised by its median over valid points (clipped to [0, 3]).
         K: 3x3 intrinsics of the (h, w) grid.
         sample: (M,) flat indices of the valid pixels used as source points.
+        sigma: (h, w) float64 predicted noise (standard deviation, keyframe units) of each point from the
+            sensor's depth noise model (:func:`point_sigma`), or None (up-to-scale keyframe, or no model).
     """
 
     grid: np.ndarray
@@ -43,10 +49,23 @@ class PointView:
     weight: np.ndarray
     K: np.ndarray
     sample: np.ndarray
+    sigma: np.ndarray | None = None
 
 
-def prepare_view(kf: Keyframe, max_points: int, min_confidence: float) -> PointView:
-    """View of a keyframe with at most ``max_points`` evenly spread source samples."""
+def point_sigma(z: np.ndarray, noise: "DepthNoiseConfig") -> np.ndarray:
+    """Predicted noise (m, standard deviation) of a metric point at depth ``z`` (m, any shape):
+    ``sqrt((axial z^2)^2 + (lateral z)^2)``, axial noise of a triangulating sensor plus lateral pixel noise
+    (an upper bound of the noise along any direction, e.g. a surface normal)."""
+    z = np.abs(np.asarray(z, dtype=np.float64))
+    return np.hypot(noise.axial * z * z, noise.lateral * z)
+
+
+def prepare_view(kf: Keyframe, max_points: int, min_confidence: float,
+                 noise: "DepthNoiseConfig | None" = None) -> PointView:
+    """View of a keyframe with at most ``max_points`` evenly spread source samples.
+
+    With a ``noise`` model that is enabled and a metric keyframe, the view carries each point's predicted
+    noise (``sigma``); up-to-scale keyframes never do (their units are arbitrary)."""
     grid = kf.points.astype(np.float64)
     conf = kf.confidence.astype(np.float64)
     valid = (conf > min_confidence) & np.isfinite(grid).all(-1) & (grid[..., 2] > 0)
@@ -56,7 +75,10 @@ def prepare_view(kf: Keyframe, max_points: int, min_confidence: float) -> PointV
     flat = np.flatnonzero(valid)
     if len(flat) > max_points:
         flat = flat[np.linspace(0, len(flat) - 1, max_points).astype(int)]
-    return PointView(grid, valid, weight, np.asarray(kf.K, dtype=np.float64), flat)
+    sigma = None
+    if noise is not None and noise.enabled and kf.metric:
+        sigma = np.where(valid, point_sigma(grid[..., 2], noise), np.inf)
+    return PointView(grid, valid, weight, np.asarray(kf.K, dtype=np.float64), flat, sigma)
 
 
 @dataclass
@@ -68,6 +90,8 @@ class Correspondences:
         normal: (M, 3) world unit normals of the destination surface.
         weight: (M,) product of both sides' normalised confidences.
         depth: (M,) depth of the source point in the destination camera (world units).
+        var: (M,) predicted variance (world units^2) of the residual from both points' noise, sum of the
+            source's and the interpolated destination's ``sigma^2``; None unless both views carry ``sigma``.
         n_visible: source samples that project onto a valid destination cell (before the distance gate).
         n_samples: source samples tried.
     """
@@ -79,6 +103,7 @@ class Correspondences:
     depth: np.ndarray
     n_visible: int
     n_samples: int
+    var: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.weight)
@@ -117,7 +142,13 @@ def associate(src: PointView, dst: PointView, P_src: np.ndarray, P_dst: np.ndarr
     ok &= np.linalg.norm(y_dst - y_src, axis=1) < max_distance * depth
     weight = src.weight.ravel()[src.sample] * sum(b * wflat[c] for b, c in zip(bilinear, corners))
     ok &= weight > 0
-    return Correspondences(y_src[ok], y_dst[ok], normal[ok], weight[ok], depth[ok], n_visible, len(x_src))
+    var = None
+    if src.sigma is not None and dst.sigma is not None:
+        sflat = dst.sigma.ravel()
+        s_dst2 = sum(b * np.where(ok, sflat[c], 0.0) ** 2 for b, c in zip(bilinear, corners))
+        s_src2 = src.sigma.ravel()[src.sample] ** 2
+        var = ((s_src2 * geometry.similarity_scale(P_src) ** 2 + s_dst2 * geometry.similarity_scale(P_dst) ** 2))[ok]
+    return Correspondences(y_src[ok], y_dst[ok], normal[ok], weight[ok], depth[ok], n_visible, len(x_src), var)
 
 
 def consistency_error(views: dict[int, PointView], poses: dict[int, np.ndarray], pairs: list[tuple[int, int]],

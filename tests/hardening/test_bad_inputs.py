@@ -199,7 +199,7 @@ def test_alignment_copes_with_a_keyframe_without_points():
 
     empty = PointView(np.zeros((4, 4, 3)), np.zeros((4, 4), bool), np.zeros((4, 4)), np.eye(3),
                       np.zeros(0, dtype=np.int64))
-    y_s, y_d, w, sig, _ = _virtual(empty, np.eye(4), np.eye(4), np.eye(4), 0.01, 1.0)
+    y_s, y_d, w, sig, _, _ = _virtual(empty, np.eye(4), np.eye(4), np.eye(4), 0.01, 1.0)
     assert len(y_s) == len(y_d) == len(w) == len(sig) == 0
 
 
