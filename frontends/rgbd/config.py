@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 #: when the start-up data check finds colour and depth pixel-aligned, else ``hybrid+icp``
 METHODS = ("auto", "hybrid", "color", "icp", "hybrid+icp")
 
+#: metres: the physical limit of active depth sensors (structured light, time of flight, active stereo
+#: measure up to about 10 m). A larger value is no measurement: an invalid code (e.g. 65535 in a
+#: millimetre PNG) or depth in the wrong units (``dataset.depth_scale``); it is treated as invalid.
+SENSOR_RANGE_MAX = 20.0
+
 
 @dataclass
 class RgbdConfig:
@@ -22,7 +27,7 @@ class RgbdConfig:
         downsample: integer working-scale factor: images, depth and K are reduced by it (depth-aware
             block averaging) before odometry; the pointmap/confidence/colours are output at that size.
         depth_max: depth truncation in metres (farther depth is treated as invalid); None = keep every depth
-            the sensor reports. Far depth is noisy (Kinect-type sensors: sigma(z) ~ z^2, see
+            an active depth sensor can report (up to :data:`SENSOR_RANGE_MAX`). Far depth is noisy (Kinect-type sensors: sigma(z) ~ z^2, see
             ``confidence_depth_scale``) but it is down-weighted by the robust loss and the confidence, not
             thrown away: a cut that suits a small room deletes most of a large one.
         iterations: Gauss-Newton iterations per pyramid level, coarsest first (its length sets the number
@@ -86,6 +91,10 @@ class RgbdConfig:
     pair_inlier_distance: float = 0.03
     pair_grey_distance: float = 0.1
     descriptor_size: tuple[int, int] = (16, 12)
+
+    def depth_limit(self) -> float:
+        """Farthest depth used, in metres: ``depth_max`` when set, else :data:`SENSOR_RANGE_MAX`."""
+        return SENSOR_RANGE_MAX if self.depth_max is None else min(float(self.depth_max), SENSOR_RANGE_MAX)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad option."""

@@ -59,8 +59,8 @@ class RgbdFrontend(Frontend):
         self.reset()
 
     def usable_depth(self) -> tuple[float, float]:
-        """``(lo, hi]`` metres of depth this frontend uses (``hi`` is infinite without ``depth_max``)."""
-        return 0.0, float("inf") if self.cfg.depth_max is None else float(self.cfg.depth_max)
+        """``(lo, hi]`` metres of depth this frontend uses (``hi``: :meth:`RgbdConfig.depth_limit`)."""
+        return 0.0, self.cfg.depth_limit()
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:

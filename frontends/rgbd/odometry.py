@@ -28,8 +28,6 @@ _METHOD = {
 #: median scene depth; degrees)
 MAX_REFINE_MOTION = 0.02
 MAX_REFINE_DEG = 2.0
-#: depth limit (m) handed to Open3D when ``depth_max`` is None (no sensor of this kind sees this far)
-NO_DEPTH_LIMIT = 1000.0
 
 
 @dataclass
@@ -38,7 +36,7 @@ class RgbdView:
 
     Attributes:
         rgb: hxwx3 uint8 RGB.
-        depth: hxw float32 metres, 0 = invalid or beyond ``depth_max`` (when set).
+        depth: hxw float32 metres, 0 = invalid or beyond :meth:`RgbdConfig.depth_limit`.
         K: 3x3 intrinsics for (h, w).
         image: the same data as an Open3D tensor ``RGBDImage`` (colour uint8, depth float32 metres).
         valid_fraction: fraction of pixels with valid depth.
@@ -68,8 +66,7 @@ def make_view(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, cfg: RgbdConfig
     K_work = scale_intrinsics(K, (h * f, w * f), (h, w))
     small_rgb = np.ascontiguousarray(downsample_image(rgb, f), dtype=np.uint8)
     small_depth = downsample_depth(depth, f, max_spread=cfg.depth_outlier / 2)
-    if cfg.depth_max is not None:
-        small_depth[small_depth > cfg.depth_max] = 0.0
+    small_depth[small_depth > cfg.depth_limit()] = 0.0
     image = o3d.t.geometry.RGBDImage(o3d.t.geometry.Image(o3d.core.Tensor(small_rgb)),
                                      o3d.t.geometry.Image(o3d.core.Tensor(small_depth)))
     z = small_depth[small_depth > 0]
@@ -104,7 +101,7 @@ def _solve(source: RgbdView, target: RgbdView, init: np.ndarray, method: str, it
     try:
         res = o3d.t.pipelines.odometry.rgbd_odometry_multi_scale(
             source.image, target.image, o3d.core.Tensor(source.K), o3d.core.Tensor(np.asarray(init, np.float64)),
-            1.0, NO_DEPTH_LIMIT if cfg.depth_max is None else float(cfg.depth_max),
+            1.0, cfg.depth_limit(),
             _criteria(iterations, cfg.convergence),
             _METHOD[method], params)
     except RuntimeError:  # Open3D raises when no correspondence is left

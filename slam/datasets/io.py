@@ -34,12 +34,19 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
+#: the top 16-bit code: sensors and converters write it for saturated or missing returns, never as a range
+DEPTH_SATURATED = np.iinfo(np.uint16).max
+
+
 def read_depth_png(path: str | Path, scale: float) -> np.ndarray:
-    """Read a 16-bit depth PNG as HxW float32 metres (``raw / scale``; 0 stays 0 = invalid)."""
+    """Read a 16-bit depth PNG as HxW float32 metres: ``raw / scale``, with 0 (no return) and 65535
+    (saturated / no return) both read as 0 = invalid."""
     raw = _imread(path, cv2.IMREAD_UNCHANGED, "depth image")
     if raw.ndim != 2 or raw.dtype != np.uint16:
         raise DatasetError(f"depth must be a single-channel 16-bit image, got {raw.dtype} {raw.shape}", path)
-    return raw.astype(np.float32) / np.float32(scale)
+    depth = raw.astype(np.float32) / np.float32(scale)
+    depth[raw == DEPTH_SATURATED] = 0.0
+    return depth
 
 
 def intrinsics_from_list(values, source: str | Path) -> np.ndarray:

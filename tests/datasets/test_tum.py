@@ -223,3 +223,16 @@ def test_icl_sequence_loads_with_calibration(icl_dir):
             assert 0.3 < np.median(valid) < 10.0  # metres, i.e. factor 5000 applied
             assert frame.gt_pose.shape == (4, 4)
     assert count == 211
+
+
+def test_saturated_depth_code_reads_as_invalid(tmp_path):
+    import cv2
+
+    from slam.datasets.io import read_depth_png
+
+    raw = np.array([[0, 5000, 65535], [65534, 1, 10000]], dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "d.png"), raw)
+    depth = read_depth_png(tmp_path / "d.png", 5000.0)
+    assert depth.dtype == np.float32
+    assert depth[0, 0] == 0 and depth[0, 2] == 0  # no return, saturated
+    assert depth[0, 1] == 1.0 and depth[1, 2] == 2.0 and depth[1, 0] == np.float32(65534) / np.float32(5000)
