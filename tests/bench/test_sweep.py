@@ -59,7 +59,6 @@ def _assert_matches_evo(row: dict, gt_path: Path, tmp_path: Path) -> None:
     assert row["ate_se3_m"] == metrics["ate_rmse_se3"] and row["rpe_rot_deg"] == metrics["rpe_rot_rmse_deg"]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not (EVO_BIN / "evo_ape").exists(), reason="evo command-line tools not installed")
 def test_sweep_tables_failed_row_evo_parity_and_resume(sequences, tmp_path, capsys):
     good, broken = sequences
@@ -87,7 +86,6 @@ def test_sweep_tables_failed_row_evo_parity_and_resume(sequences, tmp_path, caps
     assert [r["status"] for r in again.rows] == ["ok", "failed"] and again.rows[0] == rows["loop"]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not (EVO_BIN / "evo_ape").exists(), reason="evo command-line tools not installed")
 def test_sweep_on_a_local_ray_runtime(sequences, tmp_path):
     pytest.importorskip("ray")
@@ -120,7 +118,6 @@ def test_bad_frontend_or_key_fails_before_any_run(sequences, tmp_path, capsys):
     assert not (tmp_path / "logs").exists()
 
 
-@pytest.mark.slow
 def test_ctrl_c_keeps_finished_runs_and_the_partial_table(sequences, tmp_path):
     import signal
     import subprocess
