@@ -45,7 +45,7 @@ from evo.core.trajectory import PoseTrajectory3D
 
 from slam.atomic import write_bytes_atomic, write_text_atomic
 from slam.errors import DatasetError
-from slam.geometry import rotation_part
+from slam.geometry import rotation_angle, rotation_part
 from slam.trajectory import Trajectory, detect_format, read_trajectory
 
 KITTI_LENGTHS_M = (100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
@@ -112,14 +112,14 @@ def devkit_segment_errors(gt: PoseTrajectory3D, est: PoseTrajectory3D, length: f
     steps = np.linalg.norm(np.diff(gt_poses[:, :3, 3], axis=0), axis=1)
     dist = np.concatenate([[0.0], np.cumsum(steps)])
     t_rel, r_rel = [], []
+    ends = np.searchsorted(dist, dist + length, side="right")  # first frame whose distance exceeds start + length
     for first in range(0, len(dist), step):
-        beyond = np.flatnonzero(dist > dist[first] + length)
-        if not len(beyond):
+        last = int(ends[first])
+        if last == len(dist):
             break
-        last = int(beyond[0])
         err = np.linalg.inv(np.linalg.inv(est_poses[first]) @ est_poses[last]) @ (
             np.linalg.inv(gt_poses[first]) @ gt_poses[last])
-        angle = np.degrees(np.arccos(np.clip((np.trace(err[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+        angle = np.degrees(rotation_angle(err))
         t_rel.append(np.linalg.norm(err[:3, 3]) / length)
         r_rel.append(angle / length)
     if not t_rel:

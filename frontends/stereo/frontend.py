@@ -29,7 +29,7 @@ from frontends.stereo.config import StereoConfig
 from frontends.stereo.disparity import StereoDepth, stereo_depth
 from frontends.stereo.tracking import StereoFeatures, make_detector, match, pnp, stereo_features
 from slam.errors import ConfigError, DatasetError
-from slam.geometry import inverse_pose
+from slam.geometry import inverse_pose, rotation_angle
 from slam.types import Frame, FrontendOutput, PairEstimate
 
 
@@ -58,8 +58,7 @@ def stereo_descriptor(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def rotation_deg(T: np.ndarray) -> float:
     """Rotation angle (degrees) of a 4x4 rigid transform."""
-    c = (np.trace(T[:3, :3]) - 1.0) / 2.0
-    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+    return float(np.degrees(rotation_angle(T)))
 
 
 class _StereoView:

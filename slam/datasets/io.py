@@ -60,8 +60,9 @@ def intrinsics_from_list(values, source: str | Path) -> np.ndarray:
     return intrinsics_matrix(fx, fy, cx, cy)
 
 
-def read_calibration_txt(path: str | Path) -> np.ndarray:
-    """K from a ``calibration.txt`` holding ``fx fy cx cy`` on its first data line (ETH3D convention)."""
+def calibration_fields(path: str | Path, expected: str) -> list[str]:
+    """Values of the first data line of a calibration text file (``#`` comments and blank lines skipped,
+    commas or spaces between values); ``expected`` (e.g. ``'fx fy cx cy'``) names them in errors."""
     path = Path(path)
     try:
         lines = [ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]
@@ -69,11 +70,25 @@ def read_calibration_txt(path: str | Path) -> np.ndarray:
         raise DatasetError(f"cannot read calibration file ({err})", path) from None
     data = [ln for ln in lines if ln]
     if not data:
-        raise DatasetError("calibration file is empty (expected 'fx fy cx cy')", path)
+        raise DatasetError(f"calibration file is empty (expected '{expected}')", path)
     fields = data[0].replace(",", " ").split()
-    if len(fields) != 4:
-        raise DatasetError(f"expected 4 values 'fx fy cx cy', found {len(fields)}", path)
-    return intrinsics_from_list(fields, path)
+    if len(fields) != len(expected.split()):
+        raise DatasetError(f"expected {len(expected.split())} values '{expected}', found {len(fields)}", path)
+    return fields
+
+
+def read_calibration_txt(path: str | Path) -> np.ndarray:
+    """K from a ``calibration.txt`` holding ``fx fy cx cy`` on its first data line (ETH3D convention)."""
+    return intrinsics_from_list(calibration_fields(path, "fx fy cx cy"), Path(path))
+
+
+def read_stereo_pair(left: Path, right: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) HxWx3 uint8 RGB images of a stereo pair; a size mismatch is an error naming ``right``."""
+    rgb, other = read_rgb(left), read_rgb(right)
+    if other.shape != rgb.shape:
+        raise DatasetError(f"right image is {other.shape[1]}x{other.shape[0]} but the left image is "
+                           f"{rgb.shape[1]}x{rgb.shape[0]}", right)
+    return rgb, other
 
 
 def natural_sort_key(name: str) -> list:

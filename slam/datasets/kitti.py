@@ -34,7 +34,7 @@ from typing import Iterator
 import numpy as np
 
 from slam.datasets.base import DatasetConfig, IndexedDataset, frame_selection, register_dataset, resolve_path
-from slam.datasets.io import intrinsics_from_list, list_images, read_rgb
+from slam.datasets.io import intrinsics_from_list, list_images, read_rgb, read_stereo_pair
 from slam.errors import DatasetError
 from slam.trajectory import read_kitti, read_kitti_times
 from slam.types import Frame
@@ -197,17 +197,14 @@ class KittiDataset(IndexedDataset):
     def __iter__(self) -> Iterator[Frame]:
         for index, i in enumerate(self._selected):
             path = self._images[i]
-            right = None
-            if self._right is not None:
-                right = read_rgb(self._right[i])
-                rgb = read_rgb(path)
-                if right.shape != rgb.shape:
-                    raise DatasetError(f"right image is {right.shape[1]}x{right.shape[0]} but the left image is "
-                                       f"{rgb.shape[1]}x{rgb.shape[0]}", self._right[i])
+            if self._right is None:
+                rgb, right = read_rgb(path), None
+            else:
+                rgb, right = read_stereo_pair(path, self._right[i])
             yield Frame(
                 index=index,
                 timestamp=float(self._stamps[i]),
-                rgb=rgb if right is not None else read_rgb(path),
+                rgb=rgb,
                 K=self.K.copy(),
                 right=right,
                 baseline=self.baseline,

@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from slam.datasets.base import DatasetConfig, IndexedDataset, frame_selection, register_dataset, resolve_path
-from slam.datasets.io import intrinsics_from_list, list_images, read_rgb
+from slam.datasets.io import calibration_fields, intrinsics_from_list, list_images, read_stereo_pair
 from slam.datasets.kitti import partner_images
 from slam.errors import DatasetError
 from slam.trajectory import read_kitti, read_kitti_times
@@ -33,14 +33,7 @@ def read_stereo_calibration(path: Path) -> tuple[np.ndarray, float]:
     """(K 3x3, baseline metres) from a 'fx fy cx cy baseline' calibration file."""
     if not path.is_file():
         raise DatasetError("stereo calibration file not found (expected 'fx fy cx cy baseline')", path)
-    try:
-        lines = [ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"cannot read calibration file ({err})", path) from None
-    data = [ln for ln in lines if ln]
-    fields = data[0].replace(",", " ").split() if data else []
-    if len(fields) != 5:
-        raise DatasetError(f"expected 5 values 'fx fy cx cy baseline', found {len(fields)}", path)
+    fields = calibration_fields(path, "fx fy cx cy baseline")
     K = intrinsics_from_list(fields[:4], path)
     try:
         baseline = float(fields[4])
@@ -85,10 +78,7 @@ class StereoFolderDataset(IndexedDataset):
 
     def __iter__(self) -> Iterator[Frame]:
         for index, i in enumerate(self._selected):
-            left, right = read_rgb(self._images[i]), read_rgb(self._right[i])
-            if left.shape != right.shape:
-                raise DatasetError(f"right image is {right.shape[1]}x{right.shape[0]} but the left image is "
-                                   f"{left.shape[1]}x{left.shape[0]}", self._right[i])
+            left, right = read_stereo_pair(self._images[i], self._right[i])
             yield Frame(index=index, timestamp=float(self._stamps[i]), rgb=left, K=self.K.copy(),
                         gt_pose=None if self._gt_poses is None else self._gt_poses[i].copy(),
                         source=str(self._images[i]), right=right, baseline=self.baseline)
