@@ -55,3 +55,18 @@ def icl_dir() -> Path:
     if not ICL.is_dir():
         pytest.skip(f"ICL sequence not found at {ICL}")
     return ICL
+
+
+@pytest.fixture
+def single_open3d_thread():
+    """Run a test with Open3D limited to one CPU thread (restored afterwards).
+
+    Open3D's threaded sums differ in the last bits from run to run, which an odometry's convergence test can
+    turn into ~1 mm; tests that compare two runs of the same frames exactly need one thread.
+    """
+    import open3d as o3d
+
+    previous = o3d.utility.get_max_threads()
+    o3d.utility.set_max_threads(1)
+    yield
+    o3d.utility.set_max_threads(previous)

@@ -247,28 +247,20 @@ def evaluate_settings(stream: list, gt: Trajectory, frontend, sync: bool = True,
         kfs = backend.keyframes()
         m = backend.metrics()
         backend.close()
-        if not pair_scores:
-            rows.append({"setting": label, "ate_se3_cm": 100 * res["ate_rmse_se3"],
-                         "ate_sim3_cm": 100 * res["ate_rmse_sim3"], "rpe_trans_cm": 100 * res["rpe_trans_rmse"],
-                         "rpe_rot_deg": res["rpe_rot_rmse_deg"],
-                         "fragment_ate_cm": 100 * fragment_ate(est, gt, fragment),
-                         "keyframes": m["keyframes"], "loops": m["loops_accepted"], "backend_s": backend_s,
-                         "metrics": m})
-            continue
-        if scorer is None:  # pair sets fixed by the first setting's keyframes and poses
-            scorer = _PairScorer([kf.frame for kf in kfs], [kf.pose for kf in kfs], cv2.SIFT_create(4000))
-            if all(kf.frame.gt_pose is not None for kf in kfs):
-                rows.append({"setting": "reference", "ate_se3_cm": 0.0, "ate_sim3_cm": 0.0,
-                             "fragment_ate_cm": 0.0, **scorer.score([kf.frame.gt_pose for kf in kfs]),
-                             "steps": scorer.steps([kf.frame.gt_pose for kf in kfs]),
-                             "keyframes": len(kfs), "loops": 0, "backend_s": 0.0, "metrics": {}})
-        rows.append({"setting": label, "ate_se3_cm": 100 * res["ate_rmse_se3"],
-                     "ate_sim3_cm": 100 * res["ate_rmse_sim3"], "rpe_trans_cm": 100 * res["rpe_trans_rmse"],
-                     "rpe_rot_deg": res["rpe_rot_rmse_deg"],
-                     "fragment_ate_cm": 100 * fragment_ate(est, gt, fragment),
-                     **scorer.score([kf.pose for kf in kfs]), "steps": scorer.steps([kf.pose for kf in kfs]),
-                     "keyframes": m["keyframes"], "loops": m["loops_accepted"], "backend_s": backend_s,
-                     "metrics": m})
+        row = {"setting": label, "ate_se3_cm": 100 * res["ate_rmse_se3"],
+               "ate_sim3_cm": 100 * res["ate_rmse_sim3"], "rpe_trans_cm": 100 * res["rpe_trans_rmse"],
+               "rpe_rot_deg": res["rpe_rot_rmse_deg"], "fragment_ate_cm": 100 * fragment_ate(est, gt, fragment),
+               "keyframes": m["keyframes"], "loops": m["loops_accepted"], "backend_s": backend_s, "metrics": m}
+        if pair_scores:
+            if scorer is None:  # pair sets fixed by the first setting's keyframes and poses
+                scorer = _PairScorer([kf.frame for kf in kfs], [kf.pose for kf in kfs], cv2.SIFT_create(4000))
+                if all(kf.frame.gt_pose is not None for kf in kfs):
+                    rows.append({"setting": "reference", "ate_se3_cm": 0.0, "ate_sim3_cm": 0.0,
+                                 "fragment_ate_cm": 0.0, **scorer.score([kf.frame.gt_pose for kf in kfs]),
+                                 "steps": scorer.steps([kf.frame.gt_pose for kf in kfs]),
+                                 "keyframes": len(kfs), "loops": 0, "backend_s": 0.0, "metrics": {}})
+            row.update(scorer.score([kf.pose for kf in kfs]), steps=scorer.steps([kf.pose for kf in kfs]))
+        rows.append(row)
     return rows
 
 

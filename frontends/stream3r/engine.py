@@ -27,15 +27,19 @@ from frontends.stream3r.cameras import intrinsics_from_pose_enc, pose_from_pose_
 from frontends.stream3r.checkpoint import load_model
 from frontends.stream3r.preprocess import preprocess_frame
 from slam.errors import ConfigError
-from slam.geometry import inverse_pose
+from slam.geometry import inverse_pose, transform_points
 from slam.pointmaps import backproject_depth
 from slam.types import Frame, FrontendOutput, PairEstimate
 
 _AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: session outputs read by ``step`` (``world_points`` is read by ``pair`` only)
+_STEP_KEYS = ("pose_enc", "depth", "depth_conf", "descriptor")
+_PAIR_KEYS = _STEP_KEYS + ("world_points", "world_points_conf")
 
 
 def _transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return (points.astype(np.float64) @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
+    """:func:`slam.geometry.transform_points` in float64, returned as float32."""
+    return transform_points(T, points.astype(np.float64)).astype(np.float32)
 
 
 class Stream3rEngine:
@@ -63,10 +67,11 @@ class Stream3rEngine:
             self.segment += 1
             self._frames_in_segment = 0
 
-    def _run(self, session, frame: Frame):
+    def _run(self, session, frame: Frame, keys: tuple[str, ...] = _STEP_KEYS):
+        """Preprocess and step one frame; only the outputs in ``keys`` are copied to the host."""
         pre = preprocess_frame(frame.rgb, self.config.width)
         out = session.step(pre.tensor.to(self.device))
-        return pre, {k: v.detach().float().cpu() for k, v in out.items() if isinstance(v, torch.Tensor)}
+        return pre, {k: out[k].detach().float().cpu() for k in keys if k in out}
 
     def _camera(self, frame: Frame, pre, out) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(T_wc, K, camera-frame points, depth confidence) of one processed frame."""
@@ -106,7 +111,7 @@ class Stream3rEngine:
         start = time.perf_counter()
         session = self._new_session("causal")
         pre_a, out_a = self._run(session, a)
-        pre_b, out_b = self._run(session, b)
+        pre_b, out_b = self._run(session, b, _PAIR_KEYS)
         if pre_a.size != pre_b.size:
             raise ValueError(f"pair(): frames {a.index} and {b.index} have different working sizes "
                              f"{pre_a.size} and {pre_b.size}")

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from mapping.gaussians.sh import rotate_sh
+from slam.geometry import rotmat_to_quat
 
 #: anchor of the normalised frame: mean camera ('full' checkpoints) or first camera ('ar')
 NORMALIZE_MODES = ("full", "ar")
@@ -67,12 +68,9 @@ def normalize_poses(c2w_world: Any, mode: str) -> tuple[Any, Any, float]:
 
 
 def rotation_to_quat(rot: np.ndarray) -> np.ndarray:
-    """Unit quaternion ``(w, x, y, z)`` of a 3x3 rotation matrix (w >= 0)."""
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(rot).as_quat()
-    q = np.array([w, x, y, z])
-    return -q if q[0] < 0 else q
+    """Unit quaternion ``(w, x, y, z)`` of a 3x3 rotation matrix (w >= 0); :func:`slam.geometry.rotmat_to_quat`
+    reordered to scalar-first (the 3DGS convention)."""
+    return np.roll(rotmat_to_quat(rot), 1)
 
 
 def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from slam.atomic import write_text_atomic
 from slam.bench.tables import row_from_run
 from slam.errors import SlamError
 
@@ -143,7 +144,7 @@ def execute_run(spec: RunSpec, stop: threading.Event | None = None) -> dict | No
         status = "failed"
     row = row_from_run(spec, status=status, error=error, peak_rss_mb=round(rusage.ru_maxrss / 1024.0, 1),
                        peak_gpu_mb=child.get("peak_gpu_mb"), wall_s=round(wall, 2))
-    spec.file(".row.json").write_text(json.dumps(row, indent=2) + "\n")
+    write_text_atomic(spec.file(".row.json"), json.dumps(row, indent=2) + "\n")
     return row
 
 

@@ -214,7 +214,8 @@ def test_reset_starts_a_new_segment(case):
     assert case.frontend.step(frames[2]).segment > first
 
 
-def test_pair_is_independent_of_the_stream(case):
+def test_pair_is_independent_of_the_stream(case, single_open3d_thread):
+    """(One Open3D thread: the two streams compared below must not differ by threaded summation order.)"""
     frames = make_frames(3, case=case)
     est = case.frontend.pair(frames[0], frames[2])
     assert isinstance(est, PairEstimate)

@@ -217,17 +217,8 @@ def test_pair_closes_the_demo_loop_and_rejects_unrelated_views(demo_frames):
     assert far.confidence < 0.3
 
 
-def test_pair_does_not_touch_the_stream_state(demo_frames):
-    import open3d as o3d
-
-    # one Open3D thread: its threaded sums differ in the last bits from run to run, which the odometry's
-    # convergence test can turn into ~1 mm; single-threaded the two streams must agree exactly
-    previous = o3d.utility.get_max_threads()
-    o3d.utility.set_max_threads(1)
-    try:
-        _pair_leaves_stream_alone(demo_frames)
-    finally:
-        o3d.utility.set_max_threads(previous)
+def test_pair_does_not_touch_the_stream_state(demo_frames, single_open3d_thread):
+    _pair_leaves_stream_alone(demo_frames)
 
 
 def _pair_leaves_stream_alone(demo_frames):
