@@ -217,10 +217,21 @@ class GlobalAlignmentConfig:
         max_distance: correspondence gate, relative to the point's depth.
         huber: Huber width of the point residuals, relative to depth.
         skip_edges: also align keyframe i with i+2..i+1+skip_edges (covisibility), not only graph edges.
+        covisible: also align every pair of keyframes further apart in the stream that see the same surfaces
+            (at the pose-graph solution), where the trajectory meets itself again: these pairs measure the
+            long-range drift directly, not only through the loop edges; False aligns graph and short
+            covisibility edges only (the far pairs then all serve the safeguard).
+        min_covisibility: fraction of a keyframe's samples that must land on the other's surface for a pair to
+            count as covisible.
+        max_partners: covisible partners per keyframe at most, those farthest apart in the stream first
+            (0 = no limit); keeps the pair count linear in the keyframes.
+        holdout_every: every this-many-th covisible pair is held out of the alignment for the safeguard
+            (< 2: none held out; the safeguard then sees short-range pairs only).
         prior_weight: weight of each graph edge's relative pose in the pose-graph solution (as virtual point
-            pairs) relative to the edge's real point pairs; holds directions that the geometry leaves free
-            and keeps depth noise from pulling keyframes off the pose graph (1 = equal weight; measurements
-            in ``docs/tuning.md``).
+            pairs) relative to the edge's real point pairs; holds directions that the geometry leaves free.
+            The pose graph's relative poses come from the same depth (odometry, loop alignments) as the
+            point pairs, so at full weight the same evidence would count twice; a tenth keeps them as a
+            tie-breaker (measurements in ``docs/tuning.md``).
         safeguard: accept the result only when it lowers the point-to-plane error of held-out keyframe
             pairs (not used by the alignment: short-range ones and far covisible ones, where loops close),
             fits the loop and segment-link measurements no worse than the pose graph, and keeps every
@@ -238,12 +249,16 @@ class GlobalAlignmentConfig:
 
     enabled: bool | None = None
     every_k: int = 0
-    iterations: int = 10
+    iterations: int = 15
     max_points: int = 2000
     max_distance: float = 0.02
     huber: float = 0.01
     skip_edges: int = 2
-    prior_weight: float = 1.0
+    covisible: bool = True
+    min_covisibility: float = 0.3
+    max_partners: int = 10
+    holdout_every: int = 4
+    prior_weight: float = 0.1
     safeguard: bool = True
     max_odometry_residual: float = 5.0
     solve_scale: bool = False
@@ -253,7 +268,8 @@ class GlobalAlignmentConfig:
         self.depth_noise.validate()
         require(self, prior_weight={"ge": 0}, max_odometry_residual={"gt": 0}, every_k={"ge": 0},
                 iterations={"ge": 0}, max_points={"ge": 10}, skip_edges={"ge": 0}, max_distance={"gt": 0},
-                huber={"gt": 0})
+                huber={"gt": 0}, max_partners={"ge": 0}, holdout_every={"ge": 0},
+                min_covisibility={"gt": 0, "le": 1})
 
 
 @dataclass

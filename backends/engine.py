@@ -24,7 +24,8 @@ from slam.types import Keyframe, LoopEdge, PairEstimator
 #: pose confidences are clipped to this before dividing the odometry noise (at most 20x the nominal sigma)
 MIN_POSE_CONFIDENCE = 0.05
 #: the alignment may fit the loop and segment-link measurements worse than the pose graph by at most this
-#: much RMS whitened residual (sigmas; a tenth of a sigma is far below what a wrong alignment does)
+#: much RMS whitened residual (sigmas; a tenth of a sigma is far below what a wrong alignment does), unless
+#: it still fits them within their noise model (see :meth:`BackendEngine.run_global_alignment`)
 LOOP_RESIDUAL_SLACK = 0.1
 
 
@@ -222,7 +223,8 @@ class BackendEngine:
 
         With ``global_alignment.safeguard`` the result is kept only when it lowers the held-out (short-range
         and far covisible) pairs' point-to-plane error, fits the loop and segment-link measurements no worse
-        than the pose graph (RMS whitened residual, up to ``LOOP_RESIDUAL_SLACK``) and violates no odometry
+        than the pose graph (RMS whitened residual, up to ``LOOP_RESIDUAL_SLACK``; with an SE(3) graph, fitting
+        them within their noise model, RMS at most sqrt(6), is enough), and violates no odometry
         measurement by more than ``max_odometry_residual`` sigmas (see :mod:`backends.global_alignment`);
         otherwise the pose-graph solution stays.
         """
@@ -238,7 +240,14 @@ class BackendEngine:
         res.stats["loop_residual_after"] = round(self._loop_residual(res.poses), 4)
         res.stats["odometry_residual_before"] = round(self._loop_residual(self.graph.poses(), ("odometry",)), 4)
         res.stats["odometry_residual_after"] = round(self._loop_residual(res.poses, ("odometry",)), 4)
-        loops_ok = res.stats["loop_residual_after"] <= res.stats["loop_residual_before"] + LOOP_RESIDUAL_SLACK
+        # SE(3): loops and the alignment observe the same geometry, and a loop measurement with honest sigmas
+        # has an expected squared whitened residual of its dimension, so fitting loops within their noise is
+        # enough. Sim(3): loops and segment links carry the only long-range scale information (the pair
+        # estimates' depth ratios), which point alignment cannot observe: they must be fitted no worse.
+        bound = res.stats["loop_residual_before"] + LOOP_RESIDUAL_SLACK
+        if not self.use_sim3:
+            bound = max(bound, float(np.sqrt(self.graph.dim)))
+        loops_ok = res.stats["loop_residual_after"] <= bound
         accepted = not ga.safeguard or (res.improved and loops_ok and worst <= ga.max_odometry_residual)
         res.stats["accepted"] = accepted
         if accepted:

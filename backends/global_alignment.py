@@ -1,8 +1,9 @@
-"""Sparse global alignment: refine keyframe Sim(3)/SE(3) poses by aligning keyframe pointmaps along edges.
+"""Sparse global alignment: refine keyframe Sim(3)/SE(3) poses by aligning keyframe pointmaps pairwise.
 
 In the spirit of CUT3R's ``demo_ga.py`` (which aligns all pairs, O(N^2)), but only along the pose graph's
-edges plus short covisibility edges ``(i, i+2 .. i+1+skip_edges)``: the cost is linear in the number of
-edges. For each edge and each direction, the source keyframe's sampled points are paired with the
+edges, short covisibility edges ``(i, i+2 .. i+1+skip_edges)`` and the keyframe pairs that see the same
+surfaces again further apart in the stream (:func:`covisible_pairs`, at most ``max_partners`` per keyframe):
+the cost is linear in the number of keyframes. For each pair and each direction, the source keyframe's sampled points are paired with the
 destination's surface by sub-pixel projective association (:mod:`backends.projective`). Residuals are
 point-to-plane distances weighted by both sides' normalised confidences and a Huber kernel on the whitened
 residual. For metric keyframes the residual is whitened by its predicted sensor noise (both points' depth
@@ -21,17 +22,16 @@ The normal equations are assembled per pose pair (7x7 blocks) and solved with a 
 (scipy), so one step costs time linear in the number of edges (a dense Jacobian, residuals x 7N parameters,
 would take e.g. ~13 GB in float64 for 200 keyframes).
 
-Safeguard, a measure of trajectory accuracy that the alignment does not optimise directly: (1) covisible
-keyframe pairs that the alignment does *not* use, short-range ``(i, i+2+skip_edges)``, ``(i, i+3+skip_edges)``
-and far ones (:func:`far_pairs`: keyframes far apart in the stream that see the same surfaces, i.e. the
-places where loops close, where long-range drift shows) are held out; their truncated point-to-plane error
-(:func:`backends.projective.consistency_error`) must decrease in both sets; (2) the engine checks that the
-loop and segment-link measurements are not fitted worse than by the pose graph (RMS whitened residual) and
-that no odometry edge's original measurement is violated by more than ``max_odometry_residual`` sigmas.
-Otherwise the pose-graph solution is kept. With a Sim(3) graph the keyframe scales are kept at the pose
-graph's (``solve_scale``): point-to-plane errors cannot tell a keyframe's scale from its translation along
-the view, and on real data a free-scale alignment lowered every point-consistency figure while the
-trajectory got worse (see ``docs/sim3_real_data.md``).
+Safeguard, a measure of trajectory accuracy that the alignment does not optimise directly: (1) keyframe pairs
+that the alignment does *not* use are held out: short-range ``(i, i+2+skip_edges)`` and ``(i, i+3+skip_edges)``,
+and every ``holdout_every``-th covisible pair further apart (where loops close, where long-range drift
+shows); their truncated point-to-plane error (:func:`backends.projective.consistency_error`) must decrease
+in both sets; (2) the engine checks the loop and segment-link measurements (no worse than the pose graph, or
+for an SE(3) graph within their noise model) and that no odometry edge's original measurement is violated by
+more than ``max_odometry_residual`` sigmas. Otherwise the pose-graph solution is kept. With a Sim(3) graph
+the keyframe scales are kept at the pose graph's (``solve_scale``): point-to-plane errors cannot tell a
+keyframe's scale from its translation along the view, and on real data a free-scale alignment lowered every
+point-consistency figure while the trajectory got worse (see ``docs/sim3_real_data.md``).
 
 The result replaces the measurement of every edge that had enough real correspondences by the aligned
 relative pose, so that the re-seeded pose graph reproduces the aligned poses.
@@ -73,7 +73,8 @@ class AlignmentResult:
         edges: copies of the input edges, measurements replaced where the edge had real correspondences.
         stats: JSON-ready figures (costs, correspondences, held-out errors).
         improved: the consistency error of both held-out sets decreased: short-range pairs the alignment did
-            not use, and far covisible pairs (where the trajectory meets itself again; :func:`far_pairs`).
+            not use, and held-out covisible pairs far apart in the stream (where the trajectory meets itself
+            again; :func:`covisible_pairs`).
             A set with too few points to count does not block.
     """
 
@@ -145,26 +146,50 @@ def heldout_pairs(ids: list[int], used: set[tuple[int, int]], skip_edges: int) -
     return out
 
 
-def far_pairs(views: dict[int, PointView], poses: dict[int, np.ndarray], ids: list[int], used: set[tuple[int, int]],
-              min_gap: int, min_visible: float = FAR_MIN_VISIBLE) -> list[tuple[int, int]]:
-    """Covisible keyframe pairs ``(a, b)`` at least ``min_gap`` apart in id order and not in ``used``: the
-    places where the trajectory meets itself again (loops), which short-range terms do not see.
+def covisible_pairs(views: dict[int, PointView], poses: dict[int, np.ndarray], ids: list[int],
+                    exclude: set[tuple[int, int]], min_gap: int, min_visible: float = FAR_MIN_VISIBLE,
+                    max_partners: int = 0) -> list[tuple[int, int]]:
+    """Covisible keyframe pairs ``(a, b)`` (a < b in id order) at least ``min_gap`` apart in id order and not in
+    ``exclude``, sorted: keyframes that see the same surfaces again, e.g. where the trajectory meets itself
+    (loops), which pairs of neighbours in the stream do not see.
 
     Covisible: the cameras are within one median scene depth of each other, and at ``poses`` at least
-    ``min_visible`` of a's samples project onto valid cells of b.
+    ``min_visible`` of a's samples project onto valid cells of b. With ``max_partners > 0`` each keyframe keeps
+    at most that many partners, those farthest apart in the stream first: they carry the long-range
+    information (drift) that the chain of near neighbours does not. This bounds the pair count (linear in
+    the keyframes) when the camera stays in one place for a long time.
     """
-    centre = {k: poses[k][:3, 3] for k in ids}
-    depth = {k: float(np.median(views[k].grid[views[k].valid][:, 2])) * float(geometry.similarity_scale(poses[k]))
-             if views[k].valid.any() else 0.0 for k in ids}
-    out = []
-    for i, a in enumerate(ids):
-        for b in ids[i + min_gap:]:
-            if (a, b) in used or np.linalg.norm(centre[a] - centre[b]) > max(depth[a], depth[b]):
-                continue
-            c = associate(views[a], views[b], poses[a], poses[b], CONSISTENCY_GATE)
-            if c.n_visible >= min_visible * max(c.n_samples, 1):
-                out.append((a, b))
-    return out
+    centre = np.array([poses[k][:3, 3] for k in ids]).reshape(-1, 3)
+    depth = np.array([float(np.median(views[k].grid[views[k].valid][:, 2])) * float(geometry.similarity_scale(poses[k]))
+                      if views[k].valid.any() else 0.0 for k in ids])
+    near = np.linalg.norm(centre[:, None] - centre[None], axis=2) <= np.maximum(depth[:, None], depth[None])
+    found: list[tuple[float, int, int]] = []
+    for i, j in zip(*np.nonzero(np.triu(near, min_gap))):
+        a, b = ids[i], ids[j]
+        if (a, b) in exclude:
+            continue
+        c = associate(views[a], views[b], poses[a], poses[b], CONSISTENCY_GATE)
+        visible = c.n_visible / max(c.n_samples, 1)
+        if visible >= min_visible:
+            found.append((visible, a, b))
+    if max_partners <= 0:
+        return sorted((a, b) for _, a, b in found)
+    partners: dict[int, int] = {}
+    kept = []
+    for _, a, b in sorted(found, key=lambda x: (x[1] - x[2], x[1])):  # farthest apart in the stream first
+        if partners.get(a, 0) < max_partners and partners.get(b, 0) < max_partners:
+            partners[a] = partners.get(a, 0) + 1
+            partners[b] = partners.get(b, 0) + 1
+            kept.append((a, b))
+    return sorted(kept)
+
+
+def split_heldout(pairs: list[tuple[int, int]], every: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(used, held out): every ``every``-th pair of the sorted ``pairs`` is held out (none when ``every`` < 2)."""
+    if every < 2:
+        return list(pairs), []
+    return ([p for i, p in enumerate(pairs) if i % every != every - 1],
+            [p for i, p in enumerate(pairs) if i % every == every - 1])
 
 
 def align_keyframes(keyframes: dict[int, Keyframe], poses: dict[int, np.ndarray], edges: list[Edge],
@@ -187,10 +212,16 @@ def align_keyframes(keyframes: dict[int, Keyframe], poses: dict[int, np.ndarray]
             measured.setdefault((e.a, e.b), geometry.relative_pose(P[e.a], P[e.b]))
     pairs = alignment_pairs(ids, edges, cfg.skip_edges)
     heldout = heldout_pairs(ids, set(pairs), cfg.skip_edges)
+    covisible = covisible_pairs(views, P, ids, set(pairs) | set(heldout), 4 + cfg.skip_edges, cfg.min_covisibility,
+                                cfg.max_partners)
+    if cfg.covisible:  # align most covisible pairs, hold the rest out for the check
+        used, far = split_heldout(covisible, cfg.holdout_every)
+        pairs = sorted(set(pairs) | set(used))
+    else:
+        far = covisible
     stats: dict = {"pairs": len(pairs), "iterations": cfg.iterations}
     real_count = _optimise(views, P, ids, pairs, measured, cfg, use_sim3, stats)
     improved = _check_heldout(views, poses, P, heldout, cfg.huber, stats)
-    far = far_pairs(views, poses, ids, set(pairs) | set(heldout), 4 + cfg.skip_edges)
     far_improved = _check_heldout(views, poses, P, far, cfg.huber, stats, "far")
     out_edges = []
     for e in edges:
