@@ -239,7 +239,7 @@ def test_alignment_safeguard_rejects_harm_only_visible_where_the_loop_closes(roo
     def bend(views, P, ids, *args, **kwargs):  # right alignment, then a slow yaw drift along the second half
         out = real_optimise(views, P, ids, *args, **kwargs)
         for k in ids[len(ids) // 2:]:
-            P[k] = _perturb(P[k], 0.15 * (k - len(ids) // 2), (0.0, 0.0, 0.0))
+            P[k] = _perturb(P[k], 0.4 * (k - len(ids) // 2), (0.0, 0.0, 0.0))
         return out
 
     monkeypatch.setattr(ga_module, "_optimise", bend)
@@ -250,3 +250,83 @@ def test_alignment_safeguard_rejects_harm_only_visible_where_the_loop_closes(roo
     assert stats["far_pairs"] > 0 and stats["far_error_after"] > stats["far_error_before"]
     assert stats["loop_residual_after"] > stats["loop_residual_before"]
     assert not stats["accepted"] and eng.counters["alignment_rejected"] == 1
+
+
+# ---------------------------------------------------------------------------------------------- covisible pairs
+def test_covisible_pairs_find_where_the_loop_closes_and_respect_the_partner_cap(room_keyframes):
+    poses, _, kfs = room_keyframes
+    views = {kf.id: prepare_view(kf, 500, 0.0) for kf in kfs}
+    P = {kf.id: kf.pose for kf in kfs}
+    ids = sorted(P)
+    every = ga_module.covisible_pairs(views, P, ids, set(), min_gap=4)
+    assert every and all(b - a >= 4 for a, b in every)
+    # the loop closes: the last keyframes see what the first ones saw
+    assert any(a <= 2 and b >= ids[-3] for a, b in every)
+    capped = ga_module.covisible_pairs(views, P, ids, set(), min_gap=4, max_partners=2)
+    assert set(capped) <= set(every) and len(capped) < len(every)
+    count: dict[int, int] = {}
+    for a, b in capped:
+        count[a] = count.get(a, 0) + 1
+        count[b] = count.get(b, 0) + 1
+    assert max(count.values()) <= 2
+    # partners farthest apart in the stream are kept first: the longest-range pair survives the cap
+    longest = max(every, key=lambda p: p[1] - p[0])
+    assert longest in capped
+    excluded = ga_module.covisible_pairs(views, P, ids, {longest}, min_gap=4)
+    assert longest not in excluded and len(excluded) == len(every) - 1
+
+
+def test_split_heldout_holds_out_every_kth_pair():
+    pairs = [(i, i + 5) for i in range(10)]
+    used, held = ga_module.split_heldout(pairs, 4)
+    assert held == [(3, 8), (7, 12)] and sorted(used + held) == pairs and not set(used) & set(held)
+    assert ga_module.split_heldout(pairs, 0) == (pairs, [])
+
+
+def test_alignment_uses_covisible_pairs_and_holds_some_out(room_keyframes):
+    from backends.config import GlobalAlignmentConfig
+    from backends.global_alignment import align_keyframes
+    from backends.pose_graph import Edge
+
+    _, _, kfs = room_keyframes
+    kf = {k.id: k for k in kfs}
+    P = {k.id: k.pose for k in kfs}
+    edges = [Edge(i, i + 1, geometry.relative_pose(P[i], P[i + 1]), np.ones(6)) for i in range(len(kfs) - 1)]
+    on = align_keyframes(kf, P, edges, GlobalAlignmentConfig(iterations=0), 0.0, use_sim3=False)
+    off = align_keyframes(kf, P, edges, GlobalAlignmentConfig(iterations=0, covisible=False), 0.0, use_sim3=False)
+    # with covisible pairs on, the far pairs are split between the alignment (3 of 4) and the check (1 of 4)
+    assert on.stats["pairs"] > off.stats["pairs"]
+    assert 0 < on.stats["far_pairs"] < off.stats["far_pairs"]
+    assert on.stats["pairs"] - off.stats["pairs"] + on.stats["far_pairs"] == off.stats["far_pairs"]
+
+
+def test_se3_loop_check_accepts_a_fit_within_noise_but_sim3_does_not(room_keyframes, monkeypatch):
+    """The engine's loop test: an SE(3) alignment may fit the loops worse than the pose graph as long as it
+    fits them within their noise model (RMS whitened residual <= sqrt(6)); a Sim(3) one may not (there the
+    loops carry the scale that points cannot observe)."""
+    from backends.pose_graph import Edge
+
+    _, _, kfs = room_keyframes
+    kfs = kfs[:12]
+
+    def accepted(sim3: bool, before: float, after: float) -> bool:
+        cfg = BackendConfig(preset="full", sync=True)
+        cfg.keyframe.stride = 2
+        eng = BackendEngine(cfg, FakeFrontend(), use_sim3=sim3)
+        for i, k in enumerate(kfs):
+            odo = None if i == 0 else geometry.relative_pose(kfs[i - 1].pose, k.pose)
+            eng.handle(KeyframeJob(k, None if i == 0 else i - 1, odo))
+        last = len(kfs) - 1
+        eng.add_loop_edge(Edge(0, last, geometry.relative_pose(kfs[0].pose, kfs[last].pose),
+                               eng._loop_sigmas(0, 1.0), kind="loop", robust=True))
+        eng.graph.update()
+        residuals = iter([before, after])
+        monkeypatch.setattr(eng, "_loop_residual", lambda poses, kinds=("loop", "segment"):
+                            next(residuals) if kinds != ("odometry",) else 0.0)
+        eng.run_global_alignment()
+        return eng.last_alignment["accepted"]
+
+    assert accepted(False, 0.1, 1.5)  # 1.4 sigmas worse, but within sqrt(6) = 2.45
+    assert not accepted(True, 0.1, 1.5)  # Sim(3): no worse than the pose graph (+0.1)
+    assert accepted(True, 0.1, 0.15)
+    assert not accepted(False, 0.1, 3.0)  # beyond the noise model
