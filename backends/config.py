@@ -233,10 +233,11 @@ class GlobalAlignmentConfig:
             point pairs, so at full weight the same evidence would count twice; a tenth keeps them as a
             tie-breaker (measurements in ``docs/tuning.md``).
         safeguard: accept the result only when it lowers the point-to-plane error of held-out keyframe
-            pairs (not used by the alignment: short-range ones and far covisible ones, where loops close),
-            fits the loop and segment-link measurements no worse than the pose graph, and keeps every
-            odometry edge within ``max_odometry_residual`` sigmas of its original measurement; otherwise
-            keep the pose-graph solution.
+            pairs (not used by the alignment: short-range ones and every ``holdout_every``-th far covisible
+            one, where loops close), fits the loop and segment-link measurements no worse than the pose
+            graph (SE(3) graph: or within their noise model), and moves no odometry edge more than
+            ``max_odometry_residual`` sigmas from its original measurement unless the edge's points agree
+            better after the move (then the odometry was wrong); otherwise keep the pose-graph solution.
         max_odometry_residual: see ``safeguard`` (whitened units of the odometry noise model).
         solve_scale: with a Sim(3) graph (up-to-scale frontends), also solve each keyframe's scale from the
             points; False keeps the scales of the pose-graph solution (odometry, loops, segment links) and

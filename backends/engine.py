@@ -224,9 +224,9 @@ class BackendEngine:
         With ``global_alignment.safeguard`` the result is kept only when it lowers the held-out (short-range
         and far covisible) pairs' point-to-plane error, fits the loop and segment-link measurements no worse
         than the pose graph (RMS whitened residual, up to ``LOOP_RESIDUAL_SLACK``; with an SE(3) graph, fitting
-        them within their noise model, RMS at most sqrt(6), is enough), and violates no odometry
-        measurement by more than ``max_odometry_residual`` sigmas (see :mod:`backends.global_alignment`);
-        otherwise the pose-graph solution stays.
+        them within their noise model, RMS at most sqrt(6), is enough), and breaks no odometry edge
+        (:meth:`_odometry_breaks`: violated by more than ``max_odometry_residual`` sigmas while its points do
+        not agree better; see :mod:`backends.global_alignment`); otherwise the pose-graph solution stays.
         """
         from backends.global_alignment import align_keyframes
 
@@ -234,8 +234,9 @@ class BackendEngine:
         ga = self.cfg.global_alignment
         res = align_keyframes(self.keyframes, self.graph.poses(), self.graph.edges, ga,
                               self.cfg.keyframe.min_confidence, self.use_sim3 and ga.solve_scale)
-        worst = self._worst_odometry_residual(res.poses)
+        worst, breaks = self._odometry_breaks(res)
         res.stats["worst_odometry_residual"] = round(worst, 3)
+        res.stats["odometry_breaks"] = breaks
         res.stats["loop_residual_before"] = round(self._loop_residual(self.graph.poses()), 4)
         res.stats["loop_residual_after"] = round(self._loop_residual(res.poses), 4)
         res.stats["odometry_residual_before"] = round(self._loop_residual(self.graph.poses(), ("odometry",)), 4)
@@ -248,7 +249,7 @@ class BackendEngine:
         if not self.use_sim3:
             bound = max(bound, float(np.sqrt(self.graph.dim)))
         loops_ok = res.stats["loop_residual_after"] <= bound
-        accepted = not ga.safeguard or (res.improved and loops_ok and worst <= ga.max_odometry_residual)
+        accepted = not ga.safeguard or (res.improved and loops_ok and not breaks)
         res.stats["accepted"] = accepted
         if accepted:
             self.graph.rebuild(res.poses, res.edges)
@@ -259,16 +260,28 @@ class BackendEngine:
         self.timings["alignment_ms"].append(1e3 * (time.perf_counter() - t0))
         self._publish()
 
-    def _worst_odometry_residual(self, poses: dict[int, np.ndarray]) -> float:
-        """Largest whitened residual of an odometry edge's original measurement at ``poses`` (sigmas)."""
+    def _odometry_breaks(self, res) -> tuple[float, list[list[int]]]:
+        """(largest whitened residual of an odometry edge's original measurement at the aligned poses, in
+        sigmas; the edges ``[a, b]`` the alignment breaks).
+
+        An edge is broken when its measurement is violated by more than ``max_odometry_residual`` sigmas
+        and the two keyframes' points do not agree better for it (:attr:`AlignmentResult.edge_consistency`):
+        a pose moved along a direction the geometry leaves free. A violated edge whose points agree better
+        was a wrong odometry measurement that the alignment corrected.
+        """
         from dataclasses import replace
 
-        worst = 0.0
+        limit = self.cfg.global_alignment.max_odometry_residual
+        worst, breaks = 0.0, []
         for e in self.graph.edges:
-            if e.kind == "odometry":
-                original = replace(e, T_ab=e.info.get("measured", e.T_ab))
-                worst = max(worst, self.graph.whitened_residual(original, poses))
-        return worst
+            if e.kind != "odometry":
+                continue
+            r = self.graph.whitened_residual(replace(e, T_ab=e.info.get("measured", e.T_ab)), res.poses)
+            worst = max(worst, r)
+            before, after = res.edge_consistency.get((e.a, e.b), (float("nan"), float("nan")))
+            if r > limit and not after < before:
+                breaks.append([int(e.a), int(e.b)])
+        return worst, breaks
 
     def _loop_residual(self, poses: dict[int, np.ndarray], kinds: tuple[str, ...] = ("loop", "segment")) -> float:
         """RMS whitened residual (sigmas) of the original measurements of the graph's edges of ``kinds`` at

@@ -75,6 +75,9 @@ class AlignmentResult:
         improved: the consistency error of both held-out sets decreased: short-range pairs the alignment did
             not use, and held-out covisible pairs far apart in the stream (where the trajectory meets itself
             again; :func:`covisible_pairs`).
+        edge_consistency: ``(a, b) -> (error before, error after)`` of every odometry edge's keyframe pair
+            (:func:`backends.projective.consistency_error`; NaN without overlap): whether the points of an
+            edge that the alignment moved away from its odometry measurement agree better or worse.
             A set with too few points to count does not block.
     """
 
@@ -82,6 +85,7 @@ class AlignmentResult:
     edges: list[Edge]
     stats: dict = field(default_factory=dict)
     improved: bool = True
+    edge_consistency: dict[tuple[int, int], tuple[float, float]] = field(default_factory=dict)
 
 
 def _virtual(src: PointView, P_src: np.ndarray, P_dst: np.ndarray, T_dst_src: np.ndarray, huber: float,
@@ -232,7 +236,12 @@ def align_keyframes(keyframes: dict[int, Keyframe], poses: dict[int, np.ndarray]
         out_edges.append(e)
     new_poses = dict(poses)
     new_poses.update(P)
-    return AlignmentResult(new_poses, out_edges, stats, improved and far_improved)
+    edge_consistency = {}
+    for e in edges:
+        if e.kind == "odometry" and e.a in P and e.b in P:
+            edge_consistency[(e.a, e.b)] = (consistency_error(views, poses, [(e.a, e.b)], cfg.huber)[0],
+                                            consistency_error(views, P, [(e.a, e.b)], cfg.huber)[0])
+    return AlignmentResult(new_poses, out_edges, stats, improved and far_improved, edge_consistency)
 
 
 def align_pair(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: GlobalAlignmentConfig,

@@ -200,6 +200,31 @@ def test_alignment_safeguard_rejects_a_harmful_result(room_keyframes, monkeypatc
     assert all(np.allclose(eng.graph.poses()[k], before[k], atol=1e-6) for k in before)
 
 
+def test_alignment_safeguard_accepts_correcting_a_wrong_odometry_edge(room_keyframes):
+    """One odometry measurement is off by 6 cm, several of its sigmas (exact pointmaps otherwise): the
+    alignment moves the keyframes back to where their points fit, violating that measurement, and is kept
+    because the edge's points agree better (a wrong odometry edge corrected, not a chain broken)."""
+    _, _, kfs = room_keyframes
+    kfs = kfs[:12]
+    cfg = BackendConfig(preset="full", sync=True)
+    cfg.keyframe.stride = 2
+    cfg.graph.odometry_sigma_trans = 0.002  # ~0.9 cm at this room's 4.5 m median depth
+    eng = BackendEngine(cfg, FakeFrontend(), use_sim3=False)
+    for i, kf in enumerate(kfs):
+        odo = None if i == 0 else geometry.relative_pose(kfs[i - 1].pose, kf.pose)
+        if i == 6:
+            odo = _perturb(odo, 0.0, (0.06, 0.0, 0.0))
+        eng.handle(KeyframeJob(kf, None if i == 0 else i - 1, odo))
+    eng.run_global_alignment()
+    stats = eng.last_alignment
+    assert stats["worst_odometry_residual"] > eng.cfg.global_alignment.max_odometry_residual
+    assert stats["odometry_breaks"] == [] and stats["accepted"]
+    P = eng.graph.poses()
+    error = [np.linalg.norm(geometry.relative_pose(P[0], P[k])[:3, 3] - geometry.relative_pose(kfs[0].pose, kfs[k].pose)[:3, 3])
+             for k in range(len(kfs))]
+    assert max(error) < 0.01, error
+
+
 def test_alignment_safeguard_accepts_an_improvement(room_keyframes):
     _, _, kfs = room_keyframes
     # odometry with a per-step error: alignment of the (exact) pointmaps must undo it and be accepted
