@@ -58,8 +58,6 @@ MIN_CORRESPONDENCES = 30
 DAMPING = 1e-4
 #: held-out pairs need at least this many visible points (both directions) to count
 MIN_HELDOUT_POINTS = 100
-#: far pairs: at least this fraction of a keyframe's samples must land on the other's surface
-FAR_MIN_VISIBLE = 0.3
 #: association gate (relative to depth) when looking for covisible pairs
 CONSISTENCY_GATE = 0.1
 
@@ -151,7 +149,7 @@ def heldout_pairs(ids: list[int], used: set[tuple[int, int]], skip_edges: int) -
 
 
 def covisible_pairs(views: dict[int, PointView], poses: dict[int, np.ndarray], ids: list[int],
-                    exclude: set[tuple[int, int]], min_gap: int, min_visible: float = FAR_MIN_VISIBLE,
+                    exclude: set[tuple[int, int]], min_gap: int, min_visible: float,
                     max_partners: int = 0) -> list[tuple[int, int]]:
     """Covisible keyframe pairs ``(a, b)`` (a < b in id order) at least ``min_gap`` apart in id order and not in
     ``exclude``, sorted: keyframes that see the same surfaces again, e.g. where the trajectory meets itself

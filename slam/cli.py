@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    return report_errors(lambda: COMMANDS[args.command](args), args.debug)
+    return report_errors(lambda: COMMANDS[args.command](args), args.debug, process_exit=argv is None)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -244,8 +244,9 @@ def test_alignment_safeguard_accepts_an_improvement(room_keyframes):
 @pytest.mark.slow
 def test_alignment_safeguard_rejects_harm_only_visible_where_the_loop_closes(room_keyframes, monkeypatch):
     """An alignment that fixes per-step odometry errors (short-range held-out pairs improve) but then bends
-    the trajectory slowly, so that it no longer meets itself where the loop closes: the far covisible pairs
-    and the loop measurement catch it."""
+    the trajectory slowly, so that it no longer meets itself where the loop closes: the held-out far
+    covisible pairs and the loop measurement catch it. (The bend, 0.4 deg more per keyframe, must undo more
+    than the alignment fixed: the alignment itself closes the loop through the far pairs it uses.)"""
     from backends.pose_graph import Edge
 
     _, _, kfs = room_keyframes
@@ -283,11 +284,11 @@ def test_covisible_pairs_find_where_the_loop_closes_and_respect_the_partner_cap(
     views = {kf.id: prepare_view(kf, 500, 0.0) for kf in kfs}
     P = {kf.id: kf.pose for kf in kfs}
     ids = sorted(P)
-    every = ga_module.covisible_pairs(views, P, ids, set(), min_gap=4)
+    every = ga_module.covisible_pairs(views, P, ids, set(), min_gap=4, min_visible=0.3)
     assert every and all(b - a >= 4 for a, b in every)
     # the loop closes: the last keyframes see what the first ones saw
     assert any(a <= 2 and b >= ids[-3] for a, b in every)
-    capped = ga_module.covisible_pairs(views, P, ids, set(), min_gap=4, max_partners=2)
+    capped = ga_module.covisible_pairs(views, P, ids, set(), min_gap=4, min_visible=0.3, max_partners=2)
     assert set(capped) <= set(every) and len(capped) < len(every)
     count: dict[int, int] = {}
     for a, b in capped:
@@ -297,7 +298,7 @@ def test_covisible_pairs_find_where_the_loop_closes_and_respect_the_partner_cap(
     # partners farthest apart in the stream are kept first: the longest-range pair survives the cap
     longest = max(every, key=lambda p: p[1] - p[0])
     assert longest in capped
-    excluded = ga_module.covisible_pairs(views, P, ids, {longest}, min_gap=4)
+    excluded = ga_module.covisible_pairs(views, P, ids, {longest}, min_gap=4, min_visible=0.3)
     assert longest not in excluded and len(excluded) == len(every) - 1
 
 
