@@ -58,6 +58,8 @@ MIN_CORRESPONDENCES = 30
 DAMPING = 1e-4
 #: held-out pairs need at least this many visible points (both directions) to count
 MIN_HELDOUT_POINTS = 100
+#: the Gauss-Newton iterations stop early once no pose moves by more than this (radians; fraction of depth)
+CONVERGED_STEP = 1e-5
 #: association gate (relative to depth) when looking for covisible pairs
 CONSISTENCY_GATE = 0.1
 
@@ -283,10 +285,27 @@ def _optimise(views: dict[int, PointView], P: dict[int, np.ndarray], ids: list[i
             stats["final_cost"] = round(cost / max(total, 1), 6)
             stats["final_correspondences"] = total
             break
-        step = _exp_many(_solve(blocks, g, len(ids), dof))
+        delta = _solve(blocks, g, len(ids), dof)
+        step = _exp_many(delta)
         for k in ids:
             P[k] = step[col[k]] @ P[k]
+        stats["iterations_run"] = it + 1
+        if _converged(delta, views, ids):  # one more pass re-associates and records the final cost
+            blocks, g, cost, total, real_count = _normal_equations(views, P, col, pairs, measured, cfg)
+            stats["final_cost"] = round(cost / max(total, 1), 6)
+            stats["final_correspondences"] = total
+            break
     return real_count
+
+
+def _converged(delta: np.ndarray, views: dict[int, PointView], ids: list[int]) -> bool:
+    """True when no pose moved by more than :data:`CONVERGED_STEP` (radians, log scale, and translation as a
+    fraction of the median scene depth of the keyframes)."""
+    depths = [float(np.median(views[k].grid[views[k].valid][:, 2])) for k in ids if views[k].valid.any()]
+    depth = float(np.median(depths)) if depths else 1.0
+    return bool(np.abs(delta[:, :3]).max(initial=0.0) < CONVERGED_STEP
+                and np.abs(delta[:, 3:6]).max(initial=0.0) < CONVERGED_STEP * depth
+                and np.abs(delta[:, 6]).max(initial=0.0) < CONVERGED_STEP)
 
 
 def _normal_equations(views: dict[int, PointView], P: dict[int, np.ndarray], col: dict[int, int],

@@ -356,3 +356,18 @@ def test_se3_loop_check_accepts_a_fit_within_noise_but_sim3_does_not(room_keyfra
     assert not accepted(True, 0.1, 1.5)  # Sim(3): no worse than the pose graph (+0.1)
     assert accepted(True, 0.1, 0.15)
     assert not accepted(False, 0.1, 3.0)  # beyond the noise model
+
+
+def test_alignment_stops_once_converged():
+    """Two views of one plane from the same pose, the graph agreeing: nothing moves, so the Gauss-Newton
+    loop stops after its first step instead of running every configured iteration."""
+    from backends.config import GlobalAlignmentConfig
+    from backends.global_alignment import align_keyframes
+    from backends.pose_graph import Edge
+
+    kfs = {0: _plane_keyframe(0), 1: _plane_keyframe(1)}
+    P = {0: np.eye(4), 1: np.eye(4)}
+    res = align_keyframes(kfs, P, [Edge(0, 1, np.eye(4), np.ones(6))], GlobalAlignmentConfig(iterations=15), 0.0,
+                          use_sim3=False)
+    assert res.stats["iterations_run"] == 1
+    np.testing.assert_allclose(res.poses[1], np.eye(4), atol=1e-9)
