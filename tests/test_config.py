@@ -131,7 +131,7 @@ def test_slam_config_lists_every_key_with_value_type_default_and_source(capsys, 
     text = capsys.readouterr().out
     assert _row(text, "dataset.stride") == ["dataset.stride", "2", "int", "1", "command", "line"]
     assert _row(text, "dataset.kind")[:2] == ["dataset.kind", "tum"]
-    assert _row(text, "backend.keyframe.stride")[1:4] == ["4", "int", "8"]  # configs/frontends/rgbd.yaml
+    assert _row(text, "backend.keyframe.stride")[1:4] == ["2", "int", "8"]  # configs/frontends/rgbd.yaml
     assert _row(text, "backend.keyframe.stride")[4].endswith("configs/frontends/rgbd.yaml")
     assert _row(text, "frontend.cut3r.device")[1:] == ["cpu", "str", "cpu", "default"]
     assert len(text.splitlines()) > 100  # every section, every registered frontend's options
