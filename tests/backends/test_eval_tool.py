@@ -58,7 +58,7 @@ def test_keypoint_distance_sees_a_slide(tool, frame_pair):
 @needs_icl
 def test_backend_settings_follow_the_run_config_layers(tool):
     settings = tool.backend_settings(str(ICL), ["graph.max_residual=7"])
-    assert settings["keyframe"]["stride"] == 4  # configs/frontends/rgbd.yaml
+    assert settings["keyframe"]["stride"] == 2  # configs/frontends/rgbd.yaml
     assert settings["graph"]["max_residual"] == 7.0
 
 
