@@ -3,35 +3,36 @@
 In the spirit of CUT3R's ``demo_ga.py`` (which aligns all pairs, O(N^2)), but only along the pose graph's
 edges, short covisibility edges ``(i, i+2 .. i+1+skip_edges)`` and the keyframe pairs that see the same
 surfaces again further apart in the stream (:func:`covisible_pairs`, at most ``max_partners`` per keyframe):
-the cost is linear in the number of keyframes. For each pair and each direction, the source keyframe's sampled points are paired with the
-destination's surface by sub-pixel projective association (:mod:`backends.projective`). Residuals are
-point-to-plane distances weighted by both sides' normalised confidences and a Huber kernel on the whitened
-residual. For metric keyframes the residual is whitened by its predicted sensor noise (both points' depth
-noise, :class:`backends.config.DepthNoiseConfig`: axial ~ z^2 plus lateral ~ z) and the kernel width is
-``depth_noise.huber`` sigmas, so a far, noisy point weighs less than a near one; up-to-scale keyframes have no
-metric noise model and use the scale-free width ``huber * depth`` (kernel at 1). Each outer iteration
-re-associates and takes one damped Gauss-Newton step on all poses jointly (left-multiplicative update
-``P <- Exp(delta) P`` with GTSAM's Sim(3) exponential, ``delta = (omega, v, log s)``; the first keyframe is
-fixed; SE(3) mode keeps every scale at 1). A graph edge
-whose keyframes share too few correspondences contributes "virtual" point pairs built from its relative pose
-in the input solution instead, so the problem stays connected; every graph edge also contributes them with
-weight ``prior_weight``, which holds the directions that geometry leaves free (sliding along a wall) at the
-pose-graph solution.
+the cost is linear in the number of keyframes. For each pair and each direction, the source keyframe's
+sampled points are paired with the destination's surface by sub-pixel projective association
+(:mod:`backends.projective`). Residuals are point-to-plane distances weighted by both sides' normalised
+confidences and a Huber kernel on the whitened residual. For metric keyframes the residual is whitened by
+its predicted sensor noise (both points' depth noise, :class:`backends.config.DepthNoiseConfig`: axial ~ z^2
+plus lateral ~ z) and the kernel width is ``depth_noise.huber`` sigmas, so a far, noisy point weighs less
+than a near one; up-to-scale keyframes have no metric noise model and use the scale-free width
+``huber * depth`` (kernel at 1). Each outer iteration re-associates and takes one damped Gauss-Newton step
+on all poses jointly (left-multiplicative update ``P <- Exp(delta) P`` with GTSAM's Sim(3) exponential,
+``delta = (omega, v, log s)``; the first keyframe is fixed; SE(3) mode keeps every scale at 1). A graph
+edge whose keyframes share too few correspondences contributes "virtual" point pairs built from its
+relative pose in the input solution instead, so the problem stays connected; every graph edge also
+contributes them with weight ``prior_weight``, which holds the directions that geometry leaves free
+(sliding along a wall) at the pose-graph solution.
 
 The normal equations are assembled per pose pair (7x7 blocks) and solved with a sparse factorisation
 (scipy), so one step costs time linear in the number of edges (a dense Jacobian, residuals x 7N parameters,
 would take e.g. ~13 GB in float64 for 200 keyframes).
 
-Safeguard, a measure of trajectory accuracy that the alignment does not optimise directly: (1) keyframe pairs
-that the alignment does *not* use are held out: short-range ``(i, i+2+skip_edges)`` and ``(i, i+3+skip_edges)``,
-and every ``holdout_every``-th covisible pair further apart (where loops close, where long-range drift
-shows); their truncated point-to-plane error (:func:`backends.projective.consistency_error`) must decrease
-in both sets; (2) the engine checks the loop and segment-link measurements (no worse than the pose graph, or
-for an SE(3) graph within their noise model) and that no odometry edge's original measurement is violated by
-more than ``max_odometry_residual`` sigmas. Otherwise the pose-graph solution is kept. With a Sim(3) graph
-the keyframe scales are kept at the pose graph's (``solve_scale``): point-to-plane errors cannot tell a
-keyframe's scale from its translation along the view, and on real data a free-scale alignment lowered every
-point-consistency figure while the trajectory got worse (see ``docs/sim3_real_data.md``).
+Safeguard, a measure of trajectory accuracy that the alignment does not optimise directly: (1) keyframe
+pairs that the alignment does *not* use are held out: short-range ``(i, i+2+skip_edges)`` and
+``(i, i+3+skip_edges)``, and every ``holdout_every``-th covisible pair further apart (where loops close,
+where long-range drift shows); their truncated point-to-plane error
+(:func:`backends.projective.consistency_error`) must decrease in both sets; (2) the engine checks the loop
+and segment-link measurements (no worse than the pose graph, or for an SE(3) graph within their noise
+model) and that no odometry edge's original measurement is violated by more than ``max_odometry_residual``
+sigmas while the edge's points agree no better. Otherwise the pose-graph solution is kept. With a Sim(3)
+graph the keyframe scales are kept at the pose graph's (``solve_scale``): point-to-plane errors cannot tell
+a keyframe's scale from its translation along the view, and on real data a free-scale alignment lowered
+every point-consistency figure while the trajectory got worse (see ``docs/sim3_real_data.md``).
 
 The result replaces the measurement of every edge that had enough real correspondences by the aligned
 relative pose, so that the re-seeded pose graph reproduces the aligned poses.
@@ -74,11 +75,10 @@ class AlignmentResult:
         stats: JSON-ready figures (costs, correspondences, held-out errors).
         improved: the consistency error of both held-out sets decreased: short-range pairs the alignment did
             not use, and held-out covisible pairs far apart in the stream (where the trajectory meets itself
-            again; :func:`covisible_pairs`).
+            again; :func:`covisible_pairs`). A set with too few points to count does not block.
         edge_consistency: ``(a, b) -> (error before, error after)`` of every odometry edge's keyframe pair
             (:func:`backends.projective.consistency_error`; NaN without overlap): whether the points of an
             edge that the alignment moved away from its odometry measurement agree better or worse.
-            A set with too few points to count does not block.
     """
 
     poses: dict[int, np.ndarray]
