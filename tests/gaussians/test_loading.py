@@ -130,3 +130,13 @@ def test_convert_tool(tmp_path):
     assert tool.main([str(DATA / "model_full.pt"), "-o", str(tmp_path / "m.safetensors")]) == 0
     assert load_model(tmp_path / "m.safetensors").arch == read_config(DATA / "model_full.yaml")
     assert tool.main([str(tmp_path / "missing.pt"), "-o", str(tmp_path / "x.safetensors")]) == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"not a safetensors file at all", b"\xff" * 64])
+def test_corrupt_safetensors_is_one_clear_error(tmp_path, content):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(bad)
+    assert "broken.safetensors" in str(info.value) and "safetensors" in str(info.value)
+    assert "\n" not in str(info.value)
