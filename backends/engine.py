@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from backends.config import BackendConfig
 from backends.keyframer import median_depth
 from backends.pose_graph import Edge, PoseGraph
 from slam.types import Keyframe, LoopEdge, PairEstimator
+
+if TYPE_CHECKING:
+    from backends.global_alignment import AlignmentResult
 
 
 #: pose confidences are clipped to this before dividing the odometry noise (at most 20x the nominal sigma)
@@ -260,7 +263,7 @@ class BackendEngine:
         self.timings["alignment_ms"].append(1e3 * (time.perf_counter() - t0))
         self._publish()
 
-    def _odometry_breaks(self, res) -> tuple[float, list[list[int]]]:
+    def _odometry_breaks(self, res: "AlignmentResult") -> tuple[float, list[list[int]]]:
         """(largest whitened residual of an odometry edge's original measurement at the aligned poses, in
         sigmas; the edges ``[a, b]`` the alignment breaks).
 
