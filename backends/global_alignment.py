@@ -47,6 +47,7 @@ import gtsam
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from scipy.spatial import cKDTree
 
 from backends.config import DepthNoiseConfig, GlobalAlignmentConfig
 from backends.pose_graph import Edge
@@ -166,11 +167,13 @@ def covisible_pairs(views: dict[int, PointView], poses: dict[int, np.ndarray], i
     centre = np.array([poses[k][:3, 3] for k in ids]).reshape(-1, 3)
     depth = np.array([float(np.median(views[k].grid[views[k].valid][:, 2])) * float(geometry.similarity_scale(poses[k]))
                       if views[k].valid.any() else 0.0 for k in ids])
-    near = np.linalg.norm(centre[:, None] - centre[None], axis=2) <= np.maximum(depth[:, None], depth[None])
+    # candidate pairs within the largest scene depth (a k-d tree: memory grows with neighbours, not N^2)
+    near = cKDTree(centre).query_pairs(float(depth.max(initial=0.0)), output_type="ndarray") if len(ids) else []
     found: list[tuple[float, int, int]] = []
-    for i, j in zip(*np.nonzero(np.triu(near, min_gap))):
+    for i, j in sorted(map(tuple, near)):
         a, b = ids[i], ids[j]
-        if (a, b) in exclude:
+        if j - i < min_gap or (a, b) in exclude or \
+                np.linalg.norm(centre[i] - centre[j]) > max(depth[i], depth[j]):
             continue
         c = associate(views[a], views[b], poses[a], poses[b], CONSISTENCY_GATE)
         visible = c.n_visible / max(c.n_samples, 1)
