@@ -169,12 +169,18 @@ def test_dense_refinement_of_the_frontend_decides_the_loop_measurement(room_keyf
 
 
 # ---------------------------------------------------------------------------------------------- safeguard
-def _engine_with_odometry(kfs: list[Keyframe]) -> BackendEngine:
-    cfg = BackendConfig(preset="full", sync=True)
-    cfg.keyframe.stride = 2
-    eng = BackendEngine(cfg, FakeFrontend(), use_sim3=False)
+def _engine_with_odometry(kfs: list[Keyframe], use_sim3: bool = False, cfg: BackendConfig | None = None,
+                          odometry_error: dict[int, np.ndarray] | None = None) -> BackendEngine:
+    """An engine fed ``kfs`` with odometry edges from their poses; ``odometry_error[i]`` (4x4) is applied to
+    the measurement of the edge into keyframe i."""
+    if cfg is None:
+        cfg = BackendConfig(preset="full", sync=True)
+        cfg.keyframe.stride = 2
+    eng = BackendEngine(cfg, FakeFrontend(), use_sim3=use_sim3)
     for i, kf in enumerate(kfs):
         odo = None if i == 0 else geometry.relative_pose(kfs[i - 1].pose, kf.pose)
+        if odo is not None and odometry_error and i in odometry_error:
+            odo = odometry_error[i] @ odo
         eng.handle(KeyframeJob(kf, None if i == 0 else i - 1, odo))
     return eng
 
@@ -209,12 +215,7 @@ def test_alignment_safeguard_accepts_correcting_a_wrong_odometry_edge(room_keyfr
     cfg = BackendConfig(preset="full", sync=True)
     cfg.keyframe.stride = 2
     cfg.graph.odometry_sigma_trans = 0.002  # ~0.9 cm at this room's 4.5 m median depth
-    eng = BackendEngine(cfg, FakeFrontend(), use_sim3=False)
-    for i, kf in enumerate(kfs):
-        odo = None if i == 0 else geometry.relative_pose(kfs[i - 1].pose, kf.pose)
-        if i == 6:
-            odo = _perturb(odo, 0.0, (0.06, 0.0, 0.0))
-        eng.handle(KeyframeJob(kf, None if i == 0 else i - 1, odo))
+    eng = _engine_with_odometry(kfs, cfg=cfg, odometry_error={6: _perturb(np.eye(4), 0.0, (0.06, 0.0, 0.0))})
     eng.run_global_alignment()
     stats = eng.last_alignment
     assert stats["worst_odometry_residual"] > eng.cfg.global_alignment.max_odometry_residual
@@ -336,12 +337,7 @@ def test_se3_loop_check_accepts_a_fit_within_noise_but_sim3_does_not(room_keyfra
     kfs = kfs[:12]
 
     def accepted(sim3: bool, before: float, after: float) -> bool:
-        cfg = BackendConfig(preset="full", sync=True)
-        cfg.keyframe.stride = 2
-        eng = BackendEngine(cfg, FakeFrontend(), use_sim3=sim3)
-        for i, k in enumerate(kfs):
-            odo = None if i == 0 else geometry.relative_pose(kfs[i - 1].pose, k.pose)
-            eng.handle(KeyframeJob(k, None if i == 0 else i - 1, odo))
+        eng = _engine_with_odometry(kfs, use_sim3=sim3)
         last = len(kfs) - 1
         eng.add_loop_edge(Edge(0, last, geometry.relative_pose(kfs[0].pose, kfs[last].pose),
                                eng._loop_sigmas(0, 1.0), kind="loop", robust=True))
