@@ -51,7 +51,7 @@ from scipy.spatial import cKDTree
 
 from backends.config import DepthNoiseConfig, GlobalAlignmentConfig
 from backends.pose_graph import Edge
-from backends.projective import PointView, associate, consistency_error, prepare_view
+from backends.projective import PointView, associate, consistency_error, prepare_view, view_median_depth
 from backends.sim3 import from_gtsam
 from slam import geometry
 from slam.types import Keyframe
@@ -165,8 +165,7 @@ def covisible_pairs(views: dict[int, PointView], poses: dict[int, np.ndarray], i
     the keyframes) when the camera stays in one place for a long time.
     """
     centre = np.array([poses[k][:3, 3] for k in ids]).reshape(-1, 3)
-    depth = np.array([float(np.median(views[k].grid[views[k].valid][:, 2])) * float(geometry.similarity_scale(poses[k]))
-                      if views[k].valid.any() else 0.0 for k in ids])
+    depth = np.array([view_median_depth(views[k]) * float(geometry.similarity_scale(poses[k])) for k in ids])
     # candidate pairs within the largest scene depth (a k-d tree: memory grows with neighbours, not N^2)
     near = cKDTree(centre).query_pairs(float(depth.max(initial=0.0)), output_type="ndarray") if len(ids) else []
     found: list[tuple[float, int, int]] = []
@@ -264,7 +263,7 @@ def align_pair(kf_a: Keyframe, kf_b: Keyframe, T_ab: np.ndarray, cfg: GlobalAlig
     stats: dict = {}
     _optimise(views, P, [0, 1], [(0, 1)], {(0, 1): T0}, cfg, use_sim3, stats)
     blocks = _normal_equations(views, P, {0: 0, 1: 1}, [(0, 1)], {}, cfg)[0]
-    depth = float(np.median(views[0].grid[views[0].valid][:, 2])) if views[0].valid.any() else 1.0
+    depth = view_median_depth(views[0]) or 1.0
     stats["observability"] = observability(blocks[(1, 1)], depth, 6) if (1, 1) in blocks else 0.0
     return P[1], stats
 
@@ -278,13 +277,16 @@ def _optimise(views: dict[int, PointView], P: dict[int, np.ndarray], ids: list[i
     """
     col = {k: i for i, k in enumerate(ids)}
     dof = 7 if use_sim3 else 6
+    depths = [d for d in (view_median_depth(views[k]) for k in ids) if d > 0]
+    scene_depth = float(np.median(depths)) if depths else 1.0
     real_count: dict[tuple[int, int], int] = {}
+    converged = False
     for it in range(cfg.iterations + 1):
         blocks, g, cost, total, real_count = _normal_equations(views, P, col, pairs, measured, cfg)
         if it == 0:
             stats["initial_cost"] = round(cost / max(total, 1), 6)
             stats["initial_correspondences"] = total
-        if it == cfg.iterations or total == 0:
+        if it == cfg.iterations or total == 0 or converged:
             stats["final_cost"] = round(cost / max(total, 1), 6)
             stats["final_correspondences"] = total
             break
@@ -293,19 +295,13 @@ def _optimise(views: dict[int, PointView], P: dict[int, np.ndarray], ids: list[i
         for k in ids:
             P[k] = step[col[k]] @ P[k]
         stats["iterations_run"] = it + 1
-        if _converged(delta, views, ids):  # one more pass re-associates and records the final cost
-            blocks, g, cost, total, real_count = _normal_equations(views, P, col, pairs, measured, cfg)
-            stats["final_cost"] = round(cost / max(total, 1), 6)
-            stats["final_correspondences"] = total
-            break
+        converged = _converged(delta, scene_depth)  # the next pass re-associates and records the final cost
     return real_count
 
 
-def _converged(delta: np.ndarray, views: dict[int, PointView], ids: list[int]) -> bool:
+def _converged(delta: np.ndarray, depth: float) -> bool:
     """True when no pose moved by more than :data:`CONVERGED_STEP` (radians, log scale, and translation as a
-    fraction of the median scene depth of the keyframes)."""
-    depths = [float(np.median(views[k].grid[views[k].valid][:, 2])) for k in ids if views[k].valid.any()]
-    depth = float(np.median(depths)) if depths else 1.0
+    fraction of ``depth``, the keyframes' median scene depth)."""
     return bool(np.abs(delta[:, :3]).max(initial=0.0) < CONVERGED_STEP
                 and np.abs(delta[:, 3:6]).max(initial=0.0) < CONVERGED_STEP * depth
                 and np.abs(delta[:, 6]).max(initial=0.0) < CONVERGED_STEP)

@@ -81,6 +81,11 @@ def prepare_view(kf: Keyframe, max_points: int, min_confidence: float,
     return PointView(grid, valid, weight, np.asarray(kf.K, dtype=np.float64), flat, sigma)
 
 
+def view_median_depth(view: PointView) -> float:
+    """Median depth of a view's valid points (keyframe units); 0.0 when it has none."""
+    return float(np.median(view.grid[view.valid][:, 2])) if view.valid.any() else 0.0
+
+
 @dataclass
 class Correspondences:
     """Source points paired with the destination surface (all arrays (M, ...) over accepted pairs).
