@@ -68,10 +68,14 @@ class RgbdFrontend(Frontend):
         self._ref: RgbdView | None = None
         self._ref_index = -1
         self._T_w_ref = np.eye(4)
-        self._ref_depth = 1.0  # median depth (m) of the reference
         self._T_w_last = np.eye(4)
         self._velocity = np.eye(4)  # T_prev_cur of the last step
         self._started = False
+
+    @property
+    def _reference_depth(self) -> float:
+        """Median depth (m) of the current reference (1.0 before the first frame)."""
+        return self._ref.median_depth if self._ref is not None else 1.0
 
     def _view(self, frame: Frame) -> RgbdView:
         where = frame.source or f"frame {frame.index}"
@@ -129,7 +133,7 @@ class RgbdFrontend(Frontend):
             pose = self._T_w_ref @ T_ref_cur
             if not failed:
                 self._velocity = np.linalg.inv(self._T_w_last) @ pose
-            moved = float(np.linalg.norm(T_ref_cur[:3, 3])) / self._ref_depth
+            moved = float(np.linalg.norm(T_ref_cur[:3, 3])) / self._reference_depth
             new_reference = (failed or recovered or moved > self.cfg.keyframe_translation
                              or rotation_deg(T_ref_cur) > self.cfg.keyframe_rotation_deg
                              or est.fitness < self.cfg.keyframe_min_fitness)
@@ -139,7 +143,6 @@ class RgbdFrontend(Frontend):
         self._T_w_last = pose
         if new_reference:
             self._ref, self._ref_index, self._T_w_ref = view, frame.index, pose
-            self._ref_depth = view.median_depth
         conf = depth_confidence(view.depth, self.cfg.confidence_depth_scale, self.cfg.edge_jump or None)
         if failed:
             conf *= self.cfg.failure_confidence
@@ -163,7 +166,7 @@ class RgbdFrontend(Frontend):
             return "solve failed"
         if est.fitness < self.cfg.min_fitness:
             return f"fitness {est.fitness:.2f} < {self.cfg.min_fitness}"
-        jump = float(np.linalg.norm(est.T_target_source[:3, 3] - guess[:3, 3])) / self._ref_depth
+        jump = float(np.linalg.norm(est.T_target_source[:3, 3] - guess[:3, 3])) / self._reference_depth
         if jump > self.cfg.max_step_translation:
             return f"moved {jump:.2f} scene depths off the predicted motion"
         turn = rotation_deg(np.linalg.inv(guess) @ est.T_target_source)

@@ -15,6 +15,7 @@ import open3d as o3d
 
 from frontends.rgbd.config import RgbdConfig
 from slam.camera import scale_intrinsics
+from slam.geometry import rotation_angle
 from slam.pointmaps import backproject_depth, downsample_depth, downsample_image
 
 _METHOD = {
@@ -134,7 +135,7 @@ def estimate_motion(source: RgbdView, target: RgbdView, init_T_target_source: np
         if not refined.ok:
             return first
         change = np.linalg.inv(first.T_target_source) @ refined.T_target_source
-        angle = np.degrees(np.arccos(np.clip((np.trace(change[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+        angle = np.degrees(rotation_angle(change))
         small = np.linalg.norm(change[:3, 3]) <= MAX_REFINE_MOTION * source.median_depth and angle <= MAX_REFINE_DEG
         return refined if small else first
     return _solve(source, target, init_T_target_source, cfg.method, iterations, cfg)
