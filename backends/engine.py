@@ -16,7 +16,7 @@ import numpy as np
 
 from slam import geometry
 from backends.config import BackendConfig
-from backends.keyframer import median_depth
+from slam.pointmaps import median_depth
 from backends.pose_graph import Edge, PoseGraph
 from slam.types import Keyframe, LoopEdge, PairEstimator
 

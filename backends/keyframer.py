@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from slam.pointmaps import median_depth
+
 from slam import geometry
 from backends.config import KeyframeConfig
 from slam.types import Frame, FrontendOutput, Keyframe
@@ -35,13 +37,6 @@ class KeyframeDecision:
     translation: float = 0.0
     rotation_deg: float = 0.0
     overlap: float = 1.0
-
-
-def median_depth(points: np.ndarray, confidence: np.ndarray, min_confidence: float = 0.0) -> float:
-    """Median z (> 0) of the confident points of an (h, w, 3) camera-frame pointmap; 1.0 if none."""
-    z = points[..., 2]
-    mask = (confidence > min_confidence) & np.isfinite(z) & (z > 0)
-    return float(np.median(z[mask])) if mask.any() else 1.0
 
 
 def visible_fraction(points_kf: np.ndarray, T_kf_cur: np.ndarray, K: np.ndarray, size: tuple[int, int]) -> float:

@@ -39,7 +39,7 @@ import numpy as np
 from slam import geometry
 from backends.config import DepthNoiseConfig, GlobalAlignmentConfig, KeyframeConfig, LoopClosureConfig
 from backends.global_alignment import align_pair
-from backends.keyframer import median_depth
+from slam.pointmaps import median_depth
 from backends.projective import associate, prepare_view
 from slam.types import Keyframe, PairEstimate, PairEstimator
 

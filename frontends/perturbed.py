@@ -42,6 +42,7 @@ import numpy as np
 
 from frontends.base import Frontend, create, frontend_config_class, register_frontend
 from slam.errors import ConfigError
+from slam.pointmaps import median_depth
 from slam.types import Frame, FrontendOutput, PairEstimate
 
 _KINDS = ("scale", "noise", "pair", "drop", "segment")
@@ -106,12 +107,13 @@ def _inner_config(cfg: PerturbedConfig) -> Any:
 
 
 def _rotation(rng: np.random.Generator, sigma_deg: float) -> np.ndarray:
-    """3x3 rotation by ``N(0, sigma_deg)`` degrees about a uniformly random axis (Rodrigues)."""
+    """3x3 rotation by ``N(0, sigma_deg)`` degrees about a uniformly random axis."""
+    from scipy.spatial.transform import Rotation
+
     axis = rng.normal(size=3)
     axis /= np.linalg.norm(axis) + 1e-12
     angle = np.radians(sigma_deg) * rng.normal()
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+    return Rotation.from_rotvec(angle * axis).as_matrix()
 
 
 @register_frontend("perturbed", PerturbedConfig)
@@ -208,9 +210,7 @@ class PerturbedFrontend(Frontend):
         if cfg.rotation_noise_deg > 0:
             rel[:3, :3] = _rotation(rng, cfg.rotation_noise_deg) @ rel[:3, :3]
         if cfg.translation_noise > 0:
-            z = out.points[..., 2]
-            ok = (out.confidence > 0) & np.isfinite(z) & (z > 0)
-            depth = float(np.median(z[ok])) if ok.any() else 1.0
+            depth = median_depth(out.points, out.confidence)
             rel[:3, 3] += cfg.translation_noise * depth * rng.normal(size=3)
         return rel
 

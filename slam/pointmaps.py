@@ -114,3 +114,10 @@ def depth_confidence(depth: np.ndarray, depth_scale: float = 2.0, edge_jump: flo
     if edge_jump is not None:
         conf[depth_edges(z, edge_jump)] = 0.0
     return conf
+
+
+def median_depth(points: np.ndarray, confidence: np.ndarray, min_confidence: float = 0.0) -> float:
+    """Median z (> 0) of the confident points of an (h, w, 3) camera-frame pointmap; 1.0 if none."""
+    z = points[..., 2]
+    mask = (confidence > min_confidence) & np.isfinite(z) & (z > 0)
+    return float(np.median(z[mask])) if mask.any() else 1.0
