@@ -18,20 +18,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backends import BackendConfig, SlamBackend  # noqa: E402
 from frontends import create  # noqa: E402
 from frontends.base import Frontend  # noqa: E402
 from frontends.perturbed import PerturbedConfig, PerturbedFrontend  # noqa: E402
 from slam.datasets import open_dataset  # noqa: E402
 from slam.datasets.base import DatasetConfig  # noqa: E402
-from slam.evaluation import evaluate  # noqa: E402
 from slam.trajectory import Trajectory  # noqa: E402
 
 PRESETS = ("odometry", "loops", "full")
@@ -77,22 +72,17 @@ class Replay(Frontend):
 
 def run_backends(frames: list, outputs: list, frontend: Frontend, gt: Trajectory, backend: dict) -> dict:
     """Replay one stream into each preset; {preset: {ate_sim3_cm, loops_accepted, loops_rejected, ...}}."""
+    from eval_backend_icl import SETTINGS, evaluate_settings
+
+    rows = evaluate_settings(list(zip(frames, outputs)), gt, frontend, sync=True, overrides=backend,
+                             pair_scores=False)
     out = {}
-    for preset in PRESETS:
-        cfg = BackendConfig.from_dict({**backend, "preset": preset, "sync": True})
-        slam = SlamBackend(cfg, frontend, metric=outputs[0].metric)
-        t0 = time.perf_counter()
-        for frame, o in zip(frames, outputs):
-            slam.process(frame, o)
-        slam.finalize()
-        m = slam.metrics()
-        res = evaluate(Trajectory(slam.timestamps(), slam.frame_poses()), gt)
-        slam.close()
-        align = m.get("alignment", {})
-        out[preset] = {"ate_sim3_cm": 100 * res["ate_rmse_sim3"], "loops_accepted": m["loops_accepted"],
+    for preset, row in zip(SETTINGS.values(), rows):
+        m = row["metrics"]
+        out[preset] = {"ate_sim3_cm": row["ate_sim3_cm"], "loops_accepted": m["loops_accepted"],
                        "loops_rejected": m["loops_rejected"], "segment_links": m["segment_links"],
                        "segment_link_failures": m["segment_link_failures"],
-                       "alignment_accepted": align.get("accepted"), "backend_s": time.perf_counter() - t0}
+                       "alignment_accepted": m.get("alignment", {}).get("accepted"), "backend_s": row["backend_s"]}
     return out
 
 
