@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from slam.pointmaps import median_depth
-
-from slam import geometry
 from backends.config import KeyframeConfig
+from slam import geometry
+from slam.pointmaps import median_depth
 from slam.types import Frame, FrontendOutput, Keyframe
 
 
