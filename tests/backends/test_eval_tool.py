@@ -109,3 +109,55 @@ def test_steps_report_distance_and_depth_consistency_of_consecutive_keyframes(to
     (_, _, distance_pushed, depth_pushed), = scorer.steps([a.gt_pose, pushed])
     assert depth_pushed > 3 * depth
     assert distance_pushed == pytest.approx(np.linalg.norm(a.gt_pose[:3, 3] - pushed[:3, 3]), abs=1e-9)
+
+
+def test_keyframe_distance_is_zero_for_equal_poses_and_sees_one_moved_camera(tool):
+    rng = np.random.default_rng(1)
+    poses = {}
+    for i in range(6):
+        T = np.eye(4)
+        T[:3, 3] = rng.normal(size=3)
+        poses[10 * i] = T
+    assert tool.keyframe_distance(poses, poses) == pytest.approx(0.0, abs=1e-9)
+    moved = {i: T.copy() for i, T in poses.items()}
+    moved[20][:3, 3] += [0.0, 0.0, 0.06]
+    assert 0.5 < tool.keyframe_distance(moved, poses) < 6 / np.sqrt(6)  # cm; the SE(3) fit spreads part of it
+    assert np.isnan(tool.keyframe_distance({0: np.eye(4)}, poses))  # fewer than 3 common frames
+
+
+@needs_icl
+def test_depth_optimum_puts_a_displaced_reference_camera_back(tool):
+    """The depth optimum is found from the depth, not copied from the reference: with one keyframe's
+    reference pose displaced by 3 cm, the optimum lands where it lands from the undisplaced reference."""
+    import dataclasses
+
+    from backends import BackendConfig, SlamBackend
+    from frontends import create
+    from slam.datasets import open_dataset
+    from slam.datasets.base import DatasetConfig
+
+    frames = list(open_dataset(DatasetConfig(path=str(ICL), first=0, last=60, stride=4)))
+    settings = tool.backend_settings(str(ICL), [])
+    frontend = create("rgbd", tool.run_config(str(ICL), []).frontend.options())
+    backend = SlamBackend(BackendConfig.from_dict({**settings, "preset": "odometry", "sync": True}), frontend,
+                          metric=True)
+    for frame in frames:
+        backend.process(frame, frontend.step(frame))
+    backend.finalize()
+    keyframes = backend.keyframes()
+    backend.close()
+    assert len(keyframes) >= 4
+    truth = {kf.frame_index: kf.frame.gt_pose for kf in keyframes}
+    middle = keyframes[len(keyframes) // 2]
+    shifted = middle.frame.gt_pose.copy()
+    shifted[:3, 3] += 0.03 * shifted[:3, 0]  # 3 cm along the camera's x axis
+    displaced = [dataclasses.replace(kf, frame=dataclasses.replace(kf.frame, gt_pose=shifted))
+                 if kf is middle else kf for kf in keyframes]
+
+    optimum = tool.depth_optimum(displaced, settings)
+    undisplaced = tool.depth_optimum(keyframes, settings)
+    start = {kf.frame_index: kf.frame.gt_pose for kf in displaced}
+    assert tool.keyframe_distance(start, truth) > 1.0  # cm
+    assert tool.keyframe_distance(optimum, undisplaced) < 0.2
+    moved_back = np.linalg.norm(optimum[middle.frame_index][:3, 3] - shifted[:3, 3])
+    assert moved_back > 0.02  # metres: the displaced camera moved most of the way back
