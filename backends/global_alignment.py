@@ -352,12 +352,17 @@ def _normal_equations(views: dict[int, PointView], P: dict[int, np.ndarray], col
             W = w * hub / sig**2
             cost += float(np.sum(w * np.where(rn <= k, 0.5 * rn**2, k * rn - 0.5 * k * k)))
             total += len(w)
-            WJd, WJs = W[:, None, None] * Jd, W[:, None, None] * Js
-            for (i, WJi) in ((d, WJd), (s, WJs)):
-                g[col[i]] += np.einsum("mij,mi->j", WJi, r)
-                for (j, Jj) in ((d, Jd), (s, Js)):
+            # one (rows, 14) Jacobian over both poses: the 14x14 product holds all four 7x7 blocks
+            A = np.concatenate([Jd, Js], axis=2).reshape(-1, 14)
+            Wr = np.repeat(W, r.shape[1])
+            WA = A * Wr[:, None]
+            H = WA.T @ A
+            grad = WA.T @ r.reshape(-1)
+            for bi, i in ((0, d), (1, s)):
+                g[col[i]] += grad[7 * bi: 7 * bi + 7]
+                for bj, j in ((0, d), (1, s)):
                     key = (col[i], col[j])
-                    blocks[key] = blocks.get(key, 0.0) + np.einsum("mij,mik->jk", WJi, Jj)
+                    blocks[key] = blocks.get(key, 0.0) + H[7 * bi: 7 * bi + 7, 7 * bj: 7 * bj + 7]
     return blocks, g, cost, total, real_count
 
 

@@ -13,7 +13,7 @@ Poses are 4x4 Sim(3) ``T_wk`` (``[[s R, t], [0, 1]]``); all returned points and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,6 +42,11 @@ class PointView:
         sample: (M,) flat indices of the valid pixels used as source points.
         sigma: (h, w) float64 predicted noise (standard deviation, keyframe units) of each point from the
             sensor's depth noise model (:func:`point_sigma`), or None (up-to-scale keyframe, or no model).
+        cell_ok: ((h-1)*(w-1),) bool, derived: grid cell (top-left corner at row r, column c, flat index
+            ``r * (w-1) + c``) that is a surface: all four corners valid, no depth jump, a defined normal.
+        cell_normal: ((h-1)*(w-1), 3) float64, derived: the cell's unit normal in the camera frame (0 where
+            not ``cell_ok``). Both depend on the grid alone, so they are computed once per view, not per
+            association.
     """
 
     grid: np.ndarray
@@ -50,6 +55,22 @@ class PointView:
     K: np.ndarray
     sample: np.ndarray
     sigma: np.ndarray | None = None
+    cell_ok: np.ndarray = field(init=False, repr=False)
+    cell_normal: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        g = self.grid
+        p00, p01, p10, p11 = g[:-1, :-1], g[:-1, 1:], g[1:, :-1], g[1:, 1:]  # top-left, right, below, below-right
+        ok = self.valid[:-1, :-1] & self.valid[:-1, 1:] & self.valid[1:, :-1] & self.valid[1:, 1:]
+        z = np.stack([p00[..., 2], p01[..., 2], p10[..., 2], p11[..., 2]], -1)
+        with np.errstate(invalid="ignore"):
+            ok &= (z.max(-1) - z.min(-1)) < CELL_DEPTH_JUMP * z.mean(-1)
+        normal = np.cross(p01 - p00 + p11 - p10, p10 - p00 + p11 - p01)
+        norm = np.linalg.norm(normal, axis=-1)
+        ok &= norm > 0
+        normal = np.where(ok[..., None], normal / np.maximum(np.where(ok, norm, 1.0), 1e-12)[..., None], 0.0)
+        self.cell_ok = ok.reshape(-1)
+        self.cell_normal = normal.reshape(-1, 3)
 
 
 def point_sigma(z: np.ndarray, noise: "DepthNoiseConfig") -> np.ndarray:
@@ -123,37 +144,31 @@ def associate(src: PointView, dst: PointView, P_src: np.ndarray, P_dst: np.ndarr
     uv, z = geometry.project_points(q, dst.K)
     u, v = uv[:, 0], uv[:, 1]
     h, w = dst.valid.shape
-    ok = (z > 1e-9) & (u >= 0) & (u < w - 1) & (v >= 0) & (v < h - 1)
-    u, v = np.where(ok, u, 0.0), np.where(ok, v, 0.0)
+    inside = np.flatnonzero((z > 1e-9) & (u >= 0) & (u < w - 1) & (v >= 0) & (v < h - 1))
+    u, v = u[inside], v[inside]
     u0, v0 = np.minimum(u.astype(np.int64), w - 2), np.minimum(v.astype(np.int64), h - 2)
+    cell = v0 * (w - 1) + u0
+    surface = dst.cell_ok[cell]  # the projection lands on a valid surface cell: "visible"
+    idx, u, v, u0, v0, cell = inside[surface], u[surface], v[surface], u0[surface], v0[surface], cell[surface]
     fu, fv = u - u0, v - v0
     i00 = v0 * w + u0
     corners = (i00, i00 + 1, i00 + w, i00 + w + 1)  # top-left, right, below, below-right
     bilinear = ((1 - fu) * (1 - fv), fu * (1 - fv), (1 - fu) * fv, fu * fv)
-    flat, valid, wflat = dst.grid.reshape(-1, 3), dst.valid.ravel(), dst.weight.ravel()
-    for c in corners:
-        ok &= valid[c]
-    p00, p01, p10, p11 = (flat[c] for c in corners)
-    zc = np.stack([p00[:, 2], p01[:, 2], p10[:, 2], p11[:, 2]], 1)
-    ok &= (zc.max(1) - zc.min(1)) < CELL_DEPTH_JUMP * zc.mean(1)
-    x_dst = sum(b[:, None] * p for b, p in zip(bilinear, (p00, p01, p10, p11)))
-    normal = np.cross(p01 - p00 + p11 - p10, p10 - p00 + p11 - p01)
-    norm = np.linalg.norm(normal, axis=1)
-    ok &= norm > 0
-    n_visible = int(ok.sum())
-    normal = (normal / np.maximum(norm, 1e-12)[:, None]) @ geometry.rotation_of(P_dst).T
+    flat, wflat = dst.grid.reshape(-1, 3), dst.weight.ravel()
+    x_dst = sum(b[:, None] * flat[c] for b, c in zip(bilinear, corners))
     y_dst = geometry.transform_points(P_dst, x_dst)
-    depth = np.abs(z) * float(geometry.similarity_scale(P_dst))
-    ok &= np.linalg.norm(y_dst - y_src, axis=1) < max_distance * depth
-    weight = src.weight.ravel()[src.sample] * sum(b * wflat[c] for b, c in zip(bilinear, corners))
-    ok &= weight > 0
+    y = y_src[idx]
+    depth = np.abs(z[idx]) * float(geometry.similarity_scale(P_dst))
+    weight = src.weight.ravel()[src.sample[idx]] * sum(b * wflat[c] for b, c in zip(bilinear, corners))
+    keep = (np.linalg.norm(y_dst - y, axis=1) < max_distance * depth) & (weight > 0)
+    normal = dst.cell_normal[cell[keep]] @ geometry.rotation_of(P_dst).T
     var = None
     if src.sigma is not None and dst.sigma is not None:
         sflat = dst.sigma.ravel()
-        s_dst2 = sum(b * np.where(ok, sflat[c], 0.0) ** 2 for b, c in zip(bilinear, corners))
-        s_src2 = src.sigma.ravel()[src.sample] ** 2
-        var = ((s_src2 * geometry.similarity_scale(P_src) ** 2 + s_dst2 * geometry.similarity_scale(P_dst) ** 2))[ok]
-    return Correspondences(y_src[ok], y_dst[ok], normal[ok], weight[ok], depth[ok], n_visible, len(x_src), var)
+        s_dst2 = sum(b[keep] * sflat[c[keep]] ** 2 for b, c in zip(bilinear, corners))
+        s_src2 = src.sigma.ravel()[src.sample[idx[keep]]] ** 2
+        var = s_src2 * geometry.similarity_scale(P_src) ** 2 + s_dst2 * geometry.similarity_scale(P_dst) ** 2
+    return Correspondences(y[keep], y_dst[keep], normal, weight[keep], depth[keep], len(idx), len(x_src), var)
 
 
 def consistency_error(views: dict[int, PointView], poses: dict[int, np.ndarray], pairs: list[tuple[int, int]],

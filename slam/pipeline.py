@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,7 +241,15 @@ class Pipeline:
         # (2) the final optimisation; if it fails, the files of step (1) stay and the error propagates
         def finalize() -> None:
             pause_point("finalize")
+            if self.progress:  # the final optimisation can take minutes on long runs: say what is happening
+                print(f"final optimisation of {self.backend.metrics().get('keyframes', 0)} keyframes "
+                      "(Ctrl-C skips it; the trajectory before it is already written) ...", file=sys.stderr,
+                      flush=True)
+            started = time.perf_counter()
             self.backend.finalize()
+            if self.progress:
+                print(f"final optimisation done in {time.perf_counter() - started:.1f} s", file=sys.stderr,
+                      flush=True)
 
         optimised = self._guarded("running the final optimisation", finalize)
         # (3) the final files
