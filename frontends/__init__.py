@@ -6,6 +6,6 @@ frontends are the modules of this package (found and imported on first use of th
 Importing this package imports no frontend.
 """
 
-from frontends.base import FRONTENDS, Frontend, create, frontend_config_class, register_frontend
+from frontends.base import FRONTENDS, Frontend, create, frontend_config_class, reads_stereo_pair, register_frontend
 
-__all__ = ["FRONTENDS", "Frontend", "create", "frontend_config_class", "register_frontend"]
+__all__ = ["FRONTENDS", "Frontend", "create", "frontend_config_class", "reads_stereo_pair", "register_frontend"]

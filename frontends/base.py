@@ -38,6 +38,13 @@ class Frontend(ABC):
     #: registered name, set by :func:`register_frontend`
     name: str = ""
 
+    @classmethod
+    def reads_stereo_pair(cls, config: Any) -> bool:
+        """Whether a frontend of this class built from ``config`` reads ``Frame.right`` (the stereo partner
+        image). The pipeline asks before opening the dataset, so that a dataset with partner images does not
+        decode them for a frontend that ignores them. Default: False."""
+        return False
+
     def usable_depth(self) -> tuple[float, float] | None:
         """Depth range (metres, exclusive low, inclusive high) this frontend uses from ``Frame.depth``, or
         None when it ignores depth. The pipeline uses it to refuse depth maps with no usable pixel."""
@@ -106,6 +113,17 @@ def frontend_config_class(section: str) -> type | None:
         if spec.section == section:
             return spec.config_cls
     return None
+
+
+def reads_stereo_pair(name: str, config: Any | None = None) -> bool:
+    """:meth:`Frontend.reads_stereo_pair` of the frontend registered as ``name`` (``config`` defaults to its
+    section's defaults). A plug-in registered with a factory that is not a :class:`Frontend` subclass cannot
+    be asked and counts as reading the pair."""
+    spec = FRONTENDS.get(name)
+    factory = spec.factory
+    if not (isinstance(factory, type) and issubclass(factory, Frontend)):
+        return True
+    return bool(factory.reads_stereo_pair(spec.config_cls() if config is None else config))
 
 
 def create(name: str, config: Any | None = None) -> Frontend:

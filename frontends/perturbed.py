@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from frontends.base import Frontend, create, frontend_config_class, register_frontend
+from frontends.base import Frontend, create, frontend_config_class, reads_stereo_pair, register_frontend
 from slam.errors import ConfigError
 from slam.pointmaps import median_depth
 from slam.types import Frame, FrontendOutput, PairEstimate
@@ -125,6 +125,11 @@ class PerturbedFrontend(Frontend):
         inner: an already built frontend to wrap instead of creating ``config.inner`` (tools replaying one
             inner frontend under several perturbations).
     """
+
+    @classmethod
+    def reads_stereo_pair(cls, config: PerturbedConfig) -> bool:
+        """As the wrapped frontend."""
+        return reads_stereo_pair(config.inner, _inner_config(config))
 
     def __init__(self, config: PerturbedConfig | None = None, inner: Frontend | None = None):
         self.cfg = config if config is not None else PerturbedConfig()

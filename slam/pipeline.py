@@ -9,6 +9,7 @@ middle still writes all of these for the frames processed so far.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -118,7 +119,7 @@ class Pipeline:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_run_yaml(cfg, self.out_dir / "run.yaml")
 
-        dataset = open_dataset(cfg.dataset)
+        dataset = open_dataset(self._dataset_config())
         n_total = len(dataset)
         if n_total == 0:
             raise DatasetError("no frame to process: the sequence is empty or dataset.first/last/stride/max_frames "
@@ -196,6 +197,15 @@ class Pipeline:
             raise self.write_errors[0]
         return RunResult(out_dir=self.out_dir, n_frames=len(self.timestamps), metrics=metrics,
                          interrupted=interrupted, exit_code=signals.exit_code if interrupted else 0)
+
+    def _dataset_config(self):
+        """``cfg.dataset``, with stereo partners left unread (``stereo: false``) when the setting is automatic
+        (None) and the frontend does not read them (:func:`frontends.reads_stereo_pair`)."""
+        data = self.cfg.dataset
+        if data.stereo is None and not frontends.reads_stereo_pair(self.cfg.frontend.name,
+                                                                    self.cfg.frontend.options()):
+            return dataclasses.replace(data, stereo=False)
+        return data
 
     def _guarded(self, what: str, fn, *args: Any) -> bool:
         """Run one finishing step; a Ctrl-C/SIGTERM skips only that step. False when it was skipped."""

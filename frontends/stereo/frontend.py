@@ -76,6 +76,10 @@ class _StereoView:
 class StereoFrontend(Frontend):
     """Classical metric stereo frontend (needs ``Frame.right``, ``Frame.baseline`` and ``Frame.K``)."""
 
+    @classmethod
+    def reads_stereo_pair(cls, config: StereoConfig) -> bool:
+        return True
+
     def __init__(self, config: StereoConfig | None = None):
         self.cfg = config if config is not None else StereoConfig()
         try:

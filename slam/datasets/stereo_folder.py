@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from slam.datasets.base import DatasetConfig, IndexedDataset, frame_selection, register_dataset, resolve_path
-from slam.datasets.io import calibration_fields, intrinsics_from_list, list_images, read_stereo_pair
+from slam.datasets.io import calibration_fields, intrinsics_from_list, list_images, read_rgb, read_stereo_pair
 from slam.datasets.kitti import partner_images
 from slam.errors import DatasetError
 from slam.trajectory import read_kitti, read_kitti_times
@@ -56,7 +56,8 @@ class StereoFolderDataset(IndexedDataset):
         self._images = list_images(root / "left")
         if not self._images:
             raise DatasetError("no images (.jpg .jpeg .png .bmp) in the folder", root / "left")
-        self._right = partner_images(self._images, root / "right")
+        # with ``stereo: false`` (a frontend that ignores the partner) the right images are not read
+        self._right = None if cfg.stereo is False else partner_images(self._images, root / "right")
         self.K, self.baseline = read_stereo_calibration(root / "calibration.txt")
         if cfg.intrinsics is not None:
             self.K = intrinsics_from_list(cfg.intrinsics, "dataset.intrinsics")
@@ -78,7 +79,10 @@ class StereoFolderDataset(IndexedDataset):
 
     def __iter__(self) -> Iterator[Frame]:
         for index, i in enumerate(self._selected):
-            left, right = read_stereo_pair(self._images[i], self._right[i])
+            if self._right is None:
+                left, right = read_rgb(self._images[i]), None
+            else:
+                left, right = read_stereo_pair(self._images[i], self._right[i])
             yield Frame(index=index, timestamp=float(self._stamps[i]), rgb=left, K=self.K.copy(),
                         gt_pose=None if self._gt_poses is None else self._gt_poses[i].copy(),
                         source=str(self._images[i]), right=right, baseline=self.baseline)

@@ -114,3 +114,36 @@ def test_stereo_folder_missing_right_image(tmp_path):
     (root / "right" / "f1.png").rename(root / "right" / "g1.png")
     with pytest.raises(DatasetError, match="f1.png"):
         open_dataset(DatasetConfig(path=str(root)))
+
+
+def test_stereo_folder_without_the_partner(tmp_path):
+    root = make_stereo_folder(tmp_path / "pair")
+    (root / "right" / "f1.png").unlink()  # not read at all
+    frames = list(open_dataset(DatasetConfig(path=str(root), stereo=False)))
+    assert len(frames) == 3 and all(f.right is None for f in frames)
+    assert int(frames[2].rgb[0, 0, 0]) == 2
+
+
+@pytest.mark.parametrize("overrides, stereo", [
+    (["frontend=rgbd"], False),
+    (["frontend=stereo"], None),
+    (["frontend=perturbed", "frontend.perturbed.inner=stereo"], None),
+    (["frontend=perturbed", "frontend.perturbed.inner=rgbd"], False),
+    (["frontend=rgbd", "dataset.stereo=true"], True),
+])
+def test_partner_images_are_read_only_for_frontends_that_use_them(tmp_path, overrides, stereo):
+    from slam.config import load_run_config
+    from slam.pipeline import Pipeline
+
+    seq = make_stereo_kitti(tmp_path)
+    cfg = load_run_config(data=str(seq), overrides=overrides)
+    assert Pipeline(cfg, progress=False)._dataset_config().stereo is stereo
+
+
+def test_plugin_factory_that_is_not_a_frontend_class_counts_as_reading_the_pair(monkeypatch):
+    import frontends
+    from frontends.base import FRONTENDS, FrontendSpec
+
+    assert frontends.reads_stereo_pair("rgbd") is False and frontends.reads_stereo_pair("stereo") is True
+    monkeypatch.setitem(FRONTENDS._items, "made_by_function", FrontendSpec(lambda cfg: None, dict, "x"))
+    assert frontends.reads_stereo_pair("made_by_function") is True
