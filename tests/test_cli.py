@@ -46,8 +46,14 @@ def test_demo_renders_at_the_requested_size(tmp_path):
     first = sorted((out / "data" / "rgb").glob("*.png"))[0]
     assert cv2.imread(str(first)).shape == (120, 160, 3)
     assert len(read_tum(out / "trajectory.tum").timestamps) == 12
+    assert "final optimisation" not in proc.stderr  # --quiet: no status lines
     bad = slam("demo", "--out", str(out), "--size", "640by480")
     assert bad.returncode == 2 and "WIDTHxHEIGHT" in bad.stderr
+    # without --quiet the (possibly long) final optimisation is announced and timed
+    again = slam("run", "--data", str(out / "data"), "--out", str(tmp_path / "again"), "frontend=rgbd")
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"final optimisation of \d+ keyframes", again.stderr), again.stderr
+    assert re.search(r"final optimisation done in [0-9.]+ s", again.stderr), again.stderr
 
 
 def test_eval_matches_evo_ape(tmp_path):
