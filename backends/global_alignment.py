@@ -64,6 +64,10 @@ MIN_HELDOUT_POINTS = 100
 CONVERGED_STEP = 1e-5
 #: association gate (relative to depth) when looking for covisible pairs
 CONSISTENCY_GATE = 0.1
+#: source samples per keyframe (at most) of the covisibility pre-test: a pair whose visible fraction among
+#: them is below half the threshold is rejected without the full test (from 500 samples a fraction is known
+#: to ~2 %, so a pair that passes the full test is not lost)
+COVISIBILITY_SAMPLES = 500
 
 
 @dataclass
@@ -159,11 +163,14 @@ def covisible_pairs(views: dict[int, PointView], poses: dict[int, np.ndarray], i
     (loops), which pairs of neighbours in the stream do not see.
 
     Covisible: the cameras are within one median scene depth of each other, and at ``poses`` at least
-    ``min_visible`` of a's samples project onto valid cells of b. With ``max_partners > 0`` each keyframe keeps
+    ``min_visible`` of a's samples project onto valid cells of b (a pre-test on at most
+    :data:`COVISIBILITY_SAMPLES` of them rejects clear cases first). With ``max_partners > 0`` each keyframe keeps
     at most that many partners, those farthest apart in the stream first: they carry the long-range
     information (drift) that the chain of near neighbours does not. This bounds the pair count (linear in
     the keyframes) when the camera stays in one place for a long time.
     """
+    coarse = {k: views[k].with_sample(views[k].sample[:: max(1, -(-len(views[k].sample) // COVISIBILITY_SAMPLES))])
+              for k in ids}
     centre = np.array([poses[k][:3, 3] for k in ids]).reshape(-1, 3)
     depth = np.array([view_median_depth(views[k]) * float(geometry.similarity_scale(poses[k])) for k in ids])
     # candidate pairs within the largest scene depth (a k-d tree: memory grows with neighbours, not N^2)
@@ -173,6 +180,9 @@ def covisible_pairs(views: dict[int, PointView], poses: dict[int, np.ndarray], i
         a, b = ids[i], ids[j]
         if j - i < min_gap or (a, b) in exclude or \
                 np.linalg.norm(centre[i] - centre[j]) > max(depth[i], depth[j]):
+            continue
+        c = associate(coarse[a], coarse[b], poses[a], poses[b], CONSISTENCY_GATE)
+        if c.n_visible < 0.5 * min_visible * c.n_samples:
             continue
         c = associate(views[a], views[b], poses[a], poses[b], CONSISTENCY_GATE)
         visible = c.n_visible / max(c.n_samples, 1)

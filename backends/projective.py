@@ -13,6 +13,7 @@ Poses are 4x4 Sim(3) ``T_wk`` (``[[s R, t], [0, 1]]``); all returned points and 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,12 @@ class PointView:
     sigma: np.ndarray | None = None
     cell_ok: np.ndarray = field(init=False, repr=False)
     cell_normal: np.ndarray = field(init=False, repr=False)
+
+    def with_sample(self, sample: np.ndarray) -> "PointView":
+        """A copy with other source ``sample`` indices that shares every array (cell tables included)."""
+        view = copy.copy(self)
+        view.sample = sample
+        return view
 
     def __post_init__(self) -> None:
         g = self.grid
@@ -158,16 +165,17 @@ def associate(src: PointView, dst: PointView, P_src: np.ndarray, P_dst: np.ndarr
     x_dst = sum(b[:, None] * flat[c] for b, c in zip(bilinear, corners))
     y_dst = geometry.transform_points(P_dst, x_dst)
     y = y_src[idx]
-    depth = np.abs(z[idx]) * float(geometry.similarity_scale(P_dst))
+    s_dst = float(geometry.similarity_scale(P_dst))
+    depth = np.abs(z[idx]) * s_dst
     weight = src.weight.ravel()[src.sample[idx]] * sum(b * wflat[c] for b, c in zip(bilinear, corners))
     keep = (np.linalg.norm(y_dst - y, axis=1) < max_distance * depth) & (weight > 0)
-    normal = dst.cell_normal[cell[keep]] @ geometry.rotation_of(P_dst).T
+    normal = dst.cell_normal[cell[keep]] @ (P_dst[:3, :3] / s_dst).T  # world normals (rotation of P_dst)
     var = None
     if src.sigma is not None and dst.sigma is not None:
         sflat = dst.sigma.ravel()
         s_dst2 = sum(b[keep] * sflat[c[keep]] ** 2 for b, c in zip(bilinear, corners))
         s_src2 = src.sigma.ravel()[src.sample[idx[keep]]] ** 2
-        var = s_src2 * geometry.similarity_scale(P_src) ** 2 + s_dst2 * geometry.similarity_scale(P_dst) ** 2
+        var = s_src2 * geometry.similarity_scale(P_src) ** 2 + s_dst2 * s_dst**2
     return Correspondences(y[keep], y_dst[keep], normal, weight[keep], depth[keep], len(idx), len(x_src), var)
 
 

@@ -303,6 +303,30 @@ def test_covisible_pairs_find_where_the_loop_closes_and_respect_the_partner_cap(
     assert longest not in excluded and len(excluded) == len(every) - 1
 
 
+def test_covisibility_pre_test_loses_no_pair(room_keyframes):
+    """The coarse pre-test only skips work: the pairs found are exactly those that a full test of every
+    candidate pair (cameras within scene depth, at least 30 % of all samples visible) finds."""
+    from backends.projective import associate, view_median_depth
+
+    poses, _, kfs = room_keyframes
+    views = {kf.id: prepare_view(kf, 2000, 0.0) for kf in kfs}
+    P = {kf.id: kf.pose for kf in kfs}
+    ids = sorted(P)
+    coarse = views[ids[0]].with_sample(views[ids[0]].sample[::4])
+    assert coarse.cell_ok is views[ids[0]].cell_ok and len(views[ids[0]].sample) == 4 * len(coarse.sample)
+    found = ga_module.covisible_pairs(views, P, ids, set(), min_gap=4, min_visible=0.3)
+    depth = {k: view_median_depth(views[k]) for k in ids}
+    brute = []
+    for i, a in enumerate(ids):
+        for b in ids[i + 4:]:
+            if np.linalg.norm(P[a][:3, 3] - P[b][:3, 3]) > max(depth[a], depth[b]):
+                continue
+            c = associate(views[a], views[b], P[a], P[b], ga_module.CONSISTENCY_GATE)
+            if c.n_visible >= 0.3 * c.n_samples:
+                brute.append((a, b))
+    assert found == brute and found
+
+
 def test_split_heldout_holds_out_every_kth_pair():
     pairs = [(i, i + 5) for i in range(10)]
     used, held = ga_module.split_heldout(pairs, 4)
