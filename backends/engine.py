@@ -16,6 +16,7 @@ import numpy as np
 
 from slam import geometry
 from backends.config import BackendConfig
+from slam.packed_frame import pack_frame
 from slam.pointmaps import median_depth
 from backends.pose_graph import Edge, PoseGraph
 from slam.types import Keyframe, LoopEdge, PairEstimator
@@ -79,6 +80,8 @@ class BackendEngine:
     def handle(self, job: KeyframeJob) -> None:
         """Add a keyframe: node, odometry or segment-link edge, iSAM2 update; queue its loop check."""
         kf = job.keyframe
+        if self.cfg.keyframe.pack_frame and kf.frame is not None:  # off the per-frame path (worker thread)
+            kf.frame = pack_frame(kf.frame)
         t0 = time.perf_counter()
         self.keyframes[kf.id] = kf
         self.depth[kf.id] = median_depth(kf.points, kf.confidence, self.cfg.keyframe.min_confidence)
