@@ -43,7 +43,9 @@ class KeyframeConfig:
         keep_frame: keep the input Frame of each keyframe (needed by ``frontend.pair`` for loop closure and
             segment links; costs the full image + depth per keyframe, ~2.1 MB at 640x480 RGB-D).
         pack_frame: hold a kept frame losslessly compressed (:mod:`slam.packed_frame`), decoded when read:
-            ~4x less memory per keyframe for ~20 ms of the backend worker's time per keyframe.
+            ~4x less memory per keyframe for 10-25 ms of the backend worker's CPU per keyframe, which on two
+            cores is taken from the frontend. Worth it where keyframes are frequent and frames large (the
+            ``stereo`` frontend's YAML turns it on).
     """
 
     translation: float = 0.1
@@ -54,7 +56,7 @@ class KeyframeConfig:
     min_confidence: float = 0.0
     blend_frames: bool = True
     keep_frame: bool = True
-    pack_frame: bool = True
+    pack_frame: bool = False
 
     def validate(self) -> None:
         require(self, translation={"gt": 0}, rotation_deg={"gt": 0})

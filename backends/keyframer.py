@@ -102,7 +102,8 @@ class Keyframer:
         """Build a keyframe: pointmap, confidence, colours downsampled by ``stride``; K scaled to match.
 
         Memory per keyframe: (h/stride)*(w/stride)*(12 + 4 + 3) bytes for points/confidence/colours, plus
-        the input Frame when ``keep_frame`` (full-size RGB + depth).
+        the input Frame when ``keep_frame`` (full-size RGB + depth; the backend worker compresses it when
+        ``pack_frame``, :mod:`slam.packed_frame`).
         """
         s = self.cfg.stride
         h, w = out.working_size

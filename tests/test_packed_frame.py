@@ -89,3 +89,10 @@ def test_backend_keyframes_keep_packed_frames_unless_disabled(frame):
         backend.close()
         assert isinstance(kf.frame, PackedFrame) is pack
         np.testing.assert_array_equal(kf.frame.depth, frame.depth)
+
+
+def test_packing_is_on_for_stereo_and_off_for_rgbd():
+    from slam.config import load_run_config
+
+    assert load_run_config(overrides=["frontend=stereo"]).backend.keyframe.pack_frame
+    assert not load_run_config(overrides=["frontend=rgbd"]).backend.keyframe.pack_frame
