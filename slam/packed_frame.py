@@ -43,7 +43,8 @@ class _Blob:
     def encode(array: np.ndarray) -> "_Blob":
         array = np.asarray(array)
         shape, dtype = tuple(array.shape), array.dtype.str
-        image = array.dtype in (np.uint8, np.uint16) and (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4)))
+        channels_ok = array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))
+        image = array.dtype in (np.uint8, np.uint16) and channels_ok
         if image and array.size:
             codec, plane = "png", array
             if array.ndim == 3 and array.shape[2] == 3 and (array[..., 0] == array[..., 1]).all() \
