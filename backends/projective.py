@@ -169,7 +169,7 @@ def associate(src: PointView, dst: PointView, P_src: np.ndarray, P_dst: np.ndarr
     depth = np.abs(z[idx]) * s_dst
     weight = src.weight.ravel()[src.sample[idx]] * sum(b * wflat[c] for b, c in zip(bilinear, corners))
     keep = (np.linalg.norm(y_dst - y, axis=1) < max_distance * depth) & (weight > 0)
-    normal = dst.cell_normal[cell[keep]] @ (P_dst[:3, :3] / s_dst).T  # world normals (rotation of P_dst)
+    normal = dst.cell_normal[cell[keep]] @ geometry.rotation_part(P_dst).T  # camera -> world normals
     var = None
     if src.sigma is not None and dst.sigma is not None:
         sflat = dst.sigma.ravel()
